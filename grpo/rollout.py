@@ -1,0 +1,49 @@
+"""What rollout workers return, and the protocol they implement.
+
+A worker samples `group_size` completions for each prompt and returns, for every completion, its
+token ids, text, the sampling log-probability of each token and why it stopped. The learner needs
+those log-probabilities as `old_logprobs` and the token ids to recompute its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampling settings; the names are vLLM's `SamplingParams` arguments."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = no top-k cut
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]  # sampling log-probability of each token in token_ids
+    finish_reason: FinishReason
+
+
+@dataclass
+class Group:
+    """The `group_size` completions sampled for one prompt."""
+
+    prompt: str
+    prompt_token_ids: list[int]
+    completions: list[Completion] = field(default_factory=list)
+
+
+class RolloutWorker(Protocol):
+    def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
+        """One group per prompt, in the order of `prompts`."""
+        ...

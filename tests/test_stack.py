@@ -1,0 +1,112 @@
+"""Each real part of the stack works on this machine: Ray actors, a vLLM engine, and the import boundary."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+# DESIGN.md section 2: only these modules may import ray or vllm.
+MAY_IMPORT = {"vllm": {"grpo/vllm_worker.py"}, "ray": set()}
+
+
+def test_core_imports_pull_in_neither_ray_nor_vllm():
+    code = (
+        "import sys, json; import grpo.advantages, grpo.loss, grpo.models, grpo.rollout, rewards, sandbox; "
+        "print(json.dumps(sorted(m for m in ('ray', 'vllm') if m in sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert json.loads(out.stdout) == []
+
+
+def test_only_the_worker_modules_import_ray_or_vllm():
+    offenders = []
+    for pkg in ("grpo", "rewards", "sandbox"):
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name.split(".")[0] for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module.split(".")[0]]
+                offenders += [f"{rel} imports {n}" for n in names if n in MAY_IMPORT and rel not in MAY_IMPORT[n]]
+    assert offenders == []
+
+
+class Accumulator:
+    def __init__(self, start: int) -> None:
+        self.total = start
+
+    def add(self, k: int) -> tuple[int, int]:
+        self.total += k
+        return self.total, os.getpid()
+
+
+def test_ray_actor_runs_on_a_local_cluster():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        actor = ray.remote(num_cpus=1)(Accumulator).remote(10)
+        results = ray.get([actor.add.remote(k) for k in (1, 2, 3)])  # an actor runs calls in order
+        assert [total for total, _ in results] == [11, 13, 16]
+        assert {pid for _, pid in results} != {os.getpid()}  # it ran in another process
+        assert ray.cluster_resources()["CPU"] == 2
+    finally:
+        ray.shutdown()
+
+
+def test_missing_vllm_names_the_extra_to_install(monkeypatch):
+    from grpo import vllm_worker
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # what `import vllm` sees when it is not installed
+    extra = "vllm" if torch.cuda.is_available() else "cpu"
+    with pytest.raises(ImportError, match=rf"install the '{extra}' extra: `pip install -e \.\[{extra}\]`"):
+        vllm_worker.import_vllm()
+
+
+def test_vllm_refuses_head_dim_below_64_on_cpu(tmp_path):
+    from grpo.vllm_worker import check_engine_can_run
+
+    config = {"hidden_size": 64, "num_attention_heads": 4, "model_type": "qwen2"}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="head_dim 16, but vLLM's CPU attention needs head_dim >= 64"):
+        check_engine_can_run(tmp_path, on_cpu=True)
+    check_engine_can_run(tmp_path, on_cpu=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_engine():
+    from grpo.vllm_worker import VLLMWorker
+
+    return VLLMWorker("tiny", max_model_len=512, seed=0)
+
+
+@pytest.mark.vllm
+def test_vllm_samples_n_completions_with_logprobs(tiny_engine):
+    from grpo.models import load_model
+    from grpo.rollout import SamplingConfig
+
+    prompts = ["def add(a, b):\n", "def is_prime(n):\n    "]
+    groups = tiny_engine.generate(prompts, group_size=4, sampling=SamplingConfig(max_tokens=12, seed=1))
+    assert [g.prompt for g in groups] == prompts
+    model, tokenizer = load_model(str(tiny_engine.model_path))
+    for group in groups:
+        assert group.prompt_token_ids == tokenizer(group.prompt)["input_ids"]
+        assert len(group.completions) == 4
+        assert len({tuple(c.token_ids) for c in group.completions}) > 1  # sampled, not 4 copies
+        for c in group.completions:
+            assert 0 < len(c.token_ids) == len(c.logprobs) <= 12
+            assert c.finish_reason == ("length" if len(c.token_ids) == 12 else "stop")
+            # The engine's sampling logprobs are the model's: recompute them with transformers.
+            ids = torch.tensor([group.prompt_token_ids + c.token_ids])
+            with torch.no_grad():
+                logits = model(ids).logits[0, len(group.prompt_token_ids) - 1 : -1]
+            hf = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(c.token_ids)[:, None])[:, 0]
+            torch.testing.assert_close(torch.tensor(c.logprobs), hf, atol=2e-3, rtol=0)
