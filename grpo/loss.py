@@ -20,7 +20,9 @@ KLEstimator = Literal["k1", "k2", "k3"]
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 
 
-def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator = "k3") -> torch.Tensor:
+def kl_penalty(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: KLEstimator = "k3"
+) -> torch.Tensor:
     """Per-token estimate of KL(policy || reference) from sampled tokens (Schulman's k1, k2, k3).
 
     Shapes: `[N, T]` in, `[N, T]` out. k3 = exp(ref - logp) - (ref - logp) - 1 is unbiased and >= 0.

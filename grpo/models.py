@@ -106,7 +106,9 @@ def load_model(name: str, *, dtype: Any = None, device: str | None = None) -> tu
 def tiny_config(vocab_size: int, eos_token_id: int) -> Any:
     from transformers import Qwen2Config
 
-    return Qwen2Config(vocab_size=vocab_size, bos_token_id=eos_token_id, eos_token_id=eos_token_id, **TINY_CONFIG)
+    return Qwen2Config(
+        vocab_size=vocab_size, bos_token_id=eos_token_id, eos_token_id=eos_token_id, **TINY_CONFIG
+    )
 
 
 def _tiny_fingerprint() -> str:
@@ -216,7 +218,9 @@ def _hub_snapshot(repo_id: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Resolve a model name, print its folder, optionally generate.")
+    parser = argparse.ArgumentParser(
+        description="Resolve a model name, print its folder, optionally generate."
+    )
     parser.add_argument("name", help=f"{' | '.join(BUILTIN_MODELS)} | FOLDER | org/name")
     parser.add_argument("--prompt", help="greedy-generate a completion of this prompt")
     parser.add_argument("--max-tokens", type=int, default=32)

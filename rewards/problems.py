@@ -151,7 +151,9 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 raise ProblemFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
             if not isinstance(row, dict):
-                raise ProblemFormatError(f"{path}:{lineno}: a row must be a JSON object, got {type(row).__name__}")
+                raise ProblemFormatError(
+                    f"{path}:{lineno}: a row must be a JSON object, got {type(row).__name__}"
+                )
             rows.append(row)
     return rows
 
@@ -175,7 +177,9 @@ def _optional(row: Mapping[str, Any], key: str, cast: type) -> Any:
     try:
         return cast(value)
     except (TypeError, ValueError):
-        raise ProblemFormatError(f"problem row {_row_name(row)}: {key}={value!r} is not a {cast.__name__}") from None
+        raise ProblemFormatError(
+            f"problem row {_row_name(row)}: {key}={value!r} is not a {cast.__name__}"
+        ) from None
 
 
 def _case_list(row: Mapping[str, Any], key: str) -> list[Any]:

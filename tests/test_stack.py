@@ -35,7 +35,9 @@ def test_only_the_worker_modules_import_ray_or_vllm():
                     names = [a.name.split(".")[0] for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     names = [node.module.split(".")[0]]
-                offenders += [f"{rel} imports {n}" for n in names if n in MAY_IMPORT and rel not in MAY_IMPORT[n]]
+                offenders += [
+                    f"{rel} imports {n}" for n in names if n in MAY_IMPORT and rel not in MAY_IMPORT[n]
+                ]
     assert offenders == []
 
 
@@ -85,7 +87,9 @@ def test_vllm_refuses_head_dim_below_64_on_cpu(tmp_path):
 def tiny_engine():
     from grpo.vllm_worker import VLLMWorker
 
-    return VLLMWorker("tiny", max_model_len=512, seed=0)
+    worker = VLLMWorker("tiny", max_model_len=512, seed=0)
+    yield worker
+    worker.close()
 
 
 @pytest.mark.vllm

@@ -1,6 +1,7 @@
 """grpo.models resolves every kind of model name, builds `tiny` and converts SmolLM2, and explains bad names."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -25,8 +26,6 @@ def test_tiny_is_a_seeded_qwen2_with_head_dim_64(fresh_cache):
     # The same weights on every build: a second build in another cache folder is identical.
     first = {k: v.clone() for k, v in model.state_dict().items()}
     resolve_model_path("tiny")
-    import shutil
-
     shutil.rmtree(fresh_cache)
     again, _ = load_model("tiny")
     for k, v in again.state_dict().items():
@@ -37,7 +36,9 @@ def test_tiny_tokenizer_round_trips_code_and_has_a_chat_template(fresh_cache):
     tokenizer = models.load_tokenizer("tiny")
     code = "def add(a, b):\n    return a + b  # ünïcode ✓\n"
     assert tokenizer.decode(tokenizer(code)["input_ids"]) == code
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert text == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     for token in ["<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>"]:
         assert tokenizer.convert_tokens_to_ids(token) != tokenizer.unk_token_id
@@ -56,7 +57,7 @@ def test_local_folder_is_used_as_is(fresh_cache):
 
 
 def test_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="has no config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"has no config\.json"):
         resolve_model_path(str(tmp_path))
 
 
@@ -68,7 +69,9 @@ def test_unknown_name_suggests_the_closest():
 def test_hub_id_while_offline_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(ModelNotFoundError, match=r"'Qwen/Qwen2.5-Coder-1.5B'.*not in the local HF cache.*offline"):
+    with pytest.raises(
+        ModelNotFoundError, match=r"'Qwen/Qwen2.5-Coder-1.5B'.*not in the local HF cache.*offline"
+    ):
         resolve_model_path("Qwen/Qwen2.5-Coder-1.5B")
 
 
@@ -77,7 +80,10 @@ def test_unreachable_hub_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
-    monkeypatch.setattr("huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        "huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE",
+        "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}",
+    )
     with pytest.raises(ModelNotFoundError, match=r"could not be downloaded.*offline"):
         resolve_model_path("Qwen/Qwen2.5-Coder-1.5B")
 

@@ -8,7 +8,12 @@ import pytest
 from rewards import ProblemFormatError, load_problems
 
 ROWS = [
-    {"task_id": "he/0", "prompt": "def f(x):\n", "test": "def check(c):\n    assert c(1) == 2\n", "entry_point": "f"},
+    {
+        "task_id": "he/0",
+        "prompt": "def f(x):\n",
+        "test": "def check(c):\n    assert c(1) == 2\n",
+        "entry_point": "f",
+    },
     {"task_id": 7, "text": "Write f.", "test_list": ["assert f(1) == 2"], "test_setup_code": "import math"},
     {
         "task_id": "cf/1",
@@ -40,7 +45,12 @@ def test_every_format_is_detected_from_its_columns(tmp_path, compress):
     assert (he.format, he.entry_point, he.language) == ("humaneval", "f", "python")
     assert (mbpp.format, mbpp.task_id, mbpp.prompt) == ("mbpp", "7", "Write f.")
     assert mbpp.test == "import math\nassert f(1) == 2\n"
-    assert (stdio.format, stdio.language, stdio.checker, stdio.time_limit_s) == ("stdio", "cpp", "tokens", 1.0)
+    assert (stdio.format, stdio.language, stdio.checker, stdio.time_limit_s) == (
+        "stdio",
+        "cpp",
+        "tokens",
+        1.0,
+    )
     assert [t.input for t in stdio.tests] == ["1\n"] and [t.output for t in stdio.hidden_tests] == ["10\n"]
     assert (call.format, call.tests[0].args, call.tests[0].expected) == ("call", (1,), 2)
 
@@ -68,7 +78,10 @@ def test_unknown_format_names_the_row_and_missing_fields():
     ("row", "message"),
     [
         ({"task_id": "s", "prompt": "p", "tests": [{"input": "1"}]}, "test 0 needs 'input' and 'output'"),
-        ({"task_id": "c", "prompt": "p", "entry_point": "f", "tests": [{"args": 1, "expected": 2}]}, "'args' must be a list"),
+        (
+            {"task_id": "c", "prompt": "p", "entry_point": "f", "tests": [{"args": 1, "expected": 2}]},
+            "'args' must be a list",
+        ),
         ({"task_id": "m", "text": "t", "test_list": "assert f()"}, "test_list must be a list"),
         ({**ROWS[0], "time_limit_s": "fast"}, "time_limit_s='fast' is not a float"),
     ],
