@@ -1,0 +1,80 @@
+"""The sandbox's command line (DESIGN.md section 3.3).
+
+python -m sandbox run FILE --language LANG [--stdin FILE] [--time-limit S] [--memory-mb N] [--backend local|docker]
+python -m sandbox languages     each language with the toolchain version found, or what to install
+python -m sandbox doctor        which isolation primitives are active on this machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sandbox.isolation import probe
+from sandbox.languages import LANGUAGES, missing_toolchain, toolchain_version
+from sandbox.types import Limits, RunRequest, Status
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    code = Path(args.file).read_text(encoding="utf-8", errors="surrogateescape")
+    stdin = Path(args.stdin).read_text(encoding="utf-8", errors="surrogateescape") if args.stdin else ""
+    limits = Limits(time_limit_s=args.time_limit, memory_mb=args.memory_mb)
+    request = RunRequest(language=args.language, code=code, stdin=stdin, limits=limits)
+    if args.backend == "docker":
+        from sandbox.docker import DockerSandbox
+
+        sandbox = DockerSandbox(workers=1)
+    else:
+        from sandbox.local import LocalSandbox
+
+        sandbox = LocalSandbox(workers=1)
+    with sandbox:
+        result = sandbox.run(request)
+    print(json.dumps(result.to_dict()))
+    return 0 if result.status is not Status.SANDBOX_ERROR else 2
+
+
+def cmd_languages(args: argparse.Namespace) -> int:
+    width = max(map(len, LANGUAGES))
+    missing = 0
+    for name, lang in LANGUAGES.items():
+        version = toolchain_version(lang)
+        if version is None:
+            missing += 1
+            print(f"{name:<{width}}  MISSING `{missing_toolchain(lang)}`: apt-get install {lang.apt}")
+        else:
+            print(f"{name:<{width}}  {version}")
+    return 1 if missing else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    isolation = probe()
+    print("isolation primitives ([x] active):")
+    print(isolation.report())
+    print("complete" if isolation.complete else "INCOMPLETE: see the unchecked lines")
+    return 0 if isolation.complete else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox", description="Run untrusted programs in isolation."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one program and print a JSON RunResult")
+    run.add_argument("file")
+    run.add_argument("--language", required=True, choices=sorted(LANGUAGES))
+    run.add_argument("--stdin")
+    run.add_argument("--time-limit", type=float, default=Limits.time_limit_s)
+    run.add_argument("--memory-mb", type=int, default=Limits.memory_mb)
+    run.add_argument("--backend", choices=["local", "docker"], default="local")
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("languages", help="toolchains found, or what to install").set_defaults(func=cmd_languages)
+    sub.add_parser("doctor", help="which isolation primitives are active").set_defaults(func=cmd_doctor)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
