@@ -1,0 +1,219 @@
+"""Adversarial tests: each tries to break one promise of LocalSandbox's containment.
+
+Each ends with the right status, nothing of the job left on the host, and a normal job running
+normally afterwards (the `contained` fixture checks the last two).
+"""
+
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sandbox import Limits, RunRequest, Status
+from tests.sandbox.conftest import requires_root
+
+pytestmark = requires_root
+QUICK = Limits(time_limit_s=1.0)
+
+
+def run(sb, code, language="python", **kw):
+    return sb.run(RunRequest(language, code, **kw))
+
+
+def test_python_fork_bomb(contained):
+    r = run(
+        contained,
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        limits=QUICK,
+    )
+    assert r.status is Status.TIMEOUT
+
+
+def test_c_fork_bomb(contained):
+    r = run(contained, "#include <unistd.h>\nint main(void) { for (;;) fork(); }", "c", limits=QUICK)
+    assert r.status is Status.TIMEOUT
+
+
+def test_thread_bomb(contained):
+    code = (
+        "import threading, time\nn = 0\ntry:\n    while True:\n"
+        "        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n        n += 1\n"
+        "except RuntimeError:\n    print('threads', n)\n"
+    )
+    r = run(contained, code, limits=QUICK)
+    assert r.status is Status.OK and int(r.stdout.split()[1]) < Limits().max_processes
+
+
+def test_cpu_loop(contained):
+    r = run(contained, "while True: pass", limits=QUICK)
+    assert r.status is Status.TIMEOUT and r.time_s < 3
+
+
+def test_sleep_hits_the_wall_clock(contained):
+    r = run(contained, "import time\ntime.sleep(60)", limits=QUICK)
+    assert r.status is Status.TIMEOUT and 2.9 <= r.time_s < 5  # wall limit 2 * 1 + 1 s
+
+
+@pytest.mark.parametrize(
+    ("language", "code"),
+    [
+        ("python", "x = bytearray(10 * 1024**3)\nprint(len(x))"),
+        ("c", "#include <stdlib.h>\nint main(void) { size_t n = 10UL << 30; volatile char *p = malloc(n);"
+         " if (!p) return 3; for (size_t i = 0; i < n; i += 4096) p[i] = 1; return 0; }"),
+    ],
+)  # fmt: skip
+def test_10gb_allocation(contained, language, code):
+    r = run(contained, code, language, limits=Limits(time_limit_s=5, memory_mb=256))
+    assert r.status is Status.MEMORY_LIMIT, r
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_2gb_of_output_is_cut_at_the_cap(contained, stream):
+    code = f"import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(2048):\n    sys.{stream}.write(chunk)"
+    r = run(contained, code, limits=Limits(time_limit_s=10, output_mb=4))
+    assert r.status is Status.OUTPUT_LIMIT
+    assert len(getattr(r, stream)) == 4 << 20 and getattr(r, f"{stream}_truncated")
+
+
+def test_tcp_udp_and_dns_reach_nothing(contained):
+    tcp = socket.socket()
+    tcp.bind(("127.0.0.1", 0))
+    tcp.listen()
+    tcp.settimeout(0.5)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.5)
+    code = f"""
+import socket
+for name, attempt in [
+    ("tcp", lambda: socket.create_connection(("127.0.0.1", {tcp.getsockname()[1]}), timeout=1)),
+    ("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", {udp.getsockname()[1]}))),
+    ("dns", lambda: socket.getaddrinfo("pypi.org", 443)),
+]:
+    try:
+        attempt()
+        print(name, "open")
+    except OSError as e:
+        print(name, "blocked")
+"""
+    r = run(contained, code)
+    assert r.status is Status.OK
+    with pytest.raises(OSError):  # timeout: nothing connected
+        tcp.accept()
+    with pytest.raises(OSError):
+        udp.recvfrom(10)
+    lines = r.stdout.split("\n")
+    assert "tcp blocked" in lines and "dns blocked" in lines
+    # UDP sendto may "succeed" into the sandbox's own empty loopback; what matters is nothing arrived.
+    tcp.close()
+    udp.close()
+
+
+def test_writes_outside_scratch_fail_and_leave_nothing(contained):
+    name = f"sandbox-escape-{uuid.uuid4().hex}"
+    targets = ["/tmp", "/root", "/etc", "/dev/shm", "/var/tmp", "/", "/usr"]
+    code = f"""
+for d in {targets!r}:
+    try:
+        open(d + "/{name}", "w").write("pwned")
+        print(d, "written")
+    except OSError:
+        print(d, "refused")
+"""
+    r = run(contained, code)
+    assert r.status is Status.OK
+    assert "written" not in r.stdout
+    assert not [d for d in targets if Path(d, name).exists()]
+
+
+def test_host_secrets_are_invisible(contained, tmp_path, monkeypatch):
+    secret = uuid.uuid4().hex
+    monkeypatch.setenv("GRPO_TEST_SECRET", secret)
+    files = [tmp_path / "secret.txt", Path.home() / f".grpo-test-secret-{secret}"]
+    for f in files:
+        f.write_text(secret)
+    try:
+        code = f"""
+import os
+print(os.environ.get("GRPO_TEST_SECRET"))
+print(sorted(os.environ))
+for path in {[str(f) for f in files]!r}:
+    try:
+        print(open(path).read())
+    except OSError as e:
+        print("refused", type(e).__name__)
+"""
+        r = run(contained, code)
+    finally:
+        files[1].unlink()
+    assert r.status is Status.OK and secret not in r.stdout
+    assert "['HOME', 'LANG', 'PATH', 'TMPDIR']" in r.stdout
+
+
+def test_host_processes_are_invisible(contained):
+    code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    r = run(contained, code)
+    pids = eval(r.stdout)
+    assert r.status is Status.OK and len(pids) <= 4  # bwrap's init, the server, the job
+
+
+@pytest.mark.parametrize(
+    ("language", "code"),
+    [
+        ("python", "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+                   "        time.sleep(300)\n    os._exit(0)\nprint('parent exits')"),
+        ("bash", "nohup sleep 300 >/dev/null 2>&1 &\necho started"),
+    ],
+)  # fmt: skip
+def test_daemons_are_killed_after_the_job(contained, language, code):
+    r = run(contained, code, language)
+    assert r.status is Status.OK  # the job itself ended; what it left behind is killed (fixture)
+
+
+def test_killing_the_parent_is_refused(contained):
+    code = "import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGKILL)\nexcept OSError as e:\n    print(type(e).__name__)"
+    r = run(contained, code)
+    assert (r.status, r.stdout) == (Status.OK, "PermissionError\n")
+
+
+def test_file_descriptor_exhaustion(contained):
+    code = "fs = []\ntry:\n    while True:\n        fs.append(open('/dev/null'))\nexcept OSError:\n    print(len(fs))"
+    r = run(contained, code)
+    assert r.status is Status.OK and int(r.stdout) < Limits().max_open_files
+
+
+def test_filling_the_scratch_disk(contained):
+    code = "n = 0\ntry:\n    with open('big', 'wb') as f:\n        while True:\n            f.write(b'x' * (1 << 20))\n            n += 1\nexcept OSError as e:\n    print(n, e.errno)"
+    r = run(contained, code, limits=Limits(scratch_mb=16))
+    written_mb, errno = map(int, r.stdout.split())
+    assert r.status is Status.OK and written_mb <= 16 and errno in (27, 28)  # EFBIG or ENOSPC
+    again = run(contained, "import os\nprint(sorted(os.listdir('.')))")
+    assert "big" not in again.stdout
+
+
+def test_seccomp_denies_namespaces_and_ptrace(contained):
+    code = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.unshare(0x10000000), ctypes.get_errno())\n"  # CLONE_NEWUSER
+        "print(libc.ptrace(0, 0, 0, 0), ctypes.get_errno())\n"
+    )
+    r = run(contained, code)
+    assert r.status is Status.OK and r.stdout.split("\n")[:2] == ["-1 1", "-1 1"]  # EPERM
+
+
+def test_many_threads_share_the_sandbox(contained):
+    results = {}
+
+    def worker(i):
+        results[i] = contained.run(RunRequest("python", f"print({i})"))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {i: (r.status, r.stdout) for i, r in results.items()} == {
+        i: (Status.OK, f"{i}\n") for i in range(8)
+    }
