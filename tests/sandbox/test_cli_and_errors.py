@@ -63,5 +63,5 @@ def test_missing_toolchain_names_the_apt_package(local_sandbox, monkeypatch):
 
 
 def test_bad_limits_are_refused():
-    with pytest.raises(ValueError, match="Limits.time_limit_s must be > 0"):
+    with pytest.raises(ValueError, match=r"Limits\.time_limit_s must be > 0"):
         Limits(time_limit_s=0)
