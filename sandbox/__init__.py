@@ -5,7 +5,8 @@ Imports only the standard library, and the Docker SDK inside its Docker backend 
 """
 
 from sandbox.languages import LANGUAGES, Language, get_language
-from sandbox.local import LocalSandbox, ProgramResult
+from sandbox.local import LocalSandbox
+from sandbox.pool import ProgramResult
 from sandbox.types import Limits, RunRequest, RunResult, SandboxError, Status, ToolchainMissing
 
 __all__ = [

@@ -35,6 +35,7 @@ import random  # noqa: F401
 import re  # noqa: F401
 import resource
 import select
+import shutil
 import signal
 import statistics  # noqa: F401
 import string  # noqa: F401
@@ -184,7 +185,7 @@ class Server:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if self.uid is not None:
             resource.setrlimit(resource.RLIMIT_NPROC, (msg["pids"], msg["pids"]))
-        if "memory" not in self.cgroups and msg.get("rlimit_as"):
+        if msg.get("rlimit_as"):
             limit = msg["memory_mb"] << 20
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -198,7 +199,10 @@ class Server:
         if msg.get("python"):
             run_python(msg["source"], msg["path"], cwd, env)
         argv = msg["argv"]
-        os.execve(argv[0], argv, env)
+        program = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else argv[0]
+        if program is None:
+            raise FileNotFoundError(f"{argv[0]} is not installed in the sandbox")
+        os.execve(program, argv, env)
 
     def supervise(
         self, pid: int, msg: Msg, start: float, stdin_w: int, out_r: int, err_r: int, st_r: int
@@ -576,8 +580,6 @@ def _write(directory: str, name: str, value: str, ignore_errors: bool = False) -
 
 
 def remove_tree_contents(path: str) -> None:
-    import shutil
-
     for entry in os.listdir(path):
         p = os.path.join(path, entry)
         if os.path.isdir(p) and not os.path.islink(p):

@@ -27,7 +27,7 @@ def processes_of(uids: set[int]) -> list[str]:
 
 
 def slot_uids(sb) -> set[int]:
-    return {w.uid for w in sb._workers if w.uid is not None}
+    return {w.uid for w in sb._slots if w.uid is not None}
 
 
 @pytest.fixture
