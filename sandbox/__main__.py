@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sandbox.isolation import probe
 from sandbox.languages import LANGUAGES, missing_toolchain, toolchain_version
-from sandbox.types import Limits, RunRequest, Status
+from sandbox.types import Limits, RunRequest, SandboxError, Status
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -22,16 +22,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     stdin = Path(args.stdin).read_text(encoding="utf-8", errors="surrogateescape") if args.stdin else ""
     limits = Limits(time_limit_s=args.time_limit, memory_mb=args.memory_mb)
     request = RunRequest(language=args.language, code=code, stdin=stdin, limits=limits)
-    if args.backend == "docker":
-        from sandbox.docker import DockerSandbox
+    try:
+        if args.backend == "docker":
+            from sandbox.docker import DockerSandbox
 
-        sandbox = DockerSandbox(workers=1)
-    else:
-        from sandbox.local import LocalSandbox
+            with DockerSandbox(workers=1) as docker_sandbox:
+                result = docker_sandbox.run(request)
+        else:
+            from sandbox.local import LocalSandbox
 
-        sandbox = LocalSandbox(workers=1)
-    with sandbox:
-        result = sandbox.run(request)
+            with LocalSandbox(workers=1) as local_sandbox:
+                result = local_sandbox.run(request)
+    except SandboxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps(result.to_dict()))
     return 0 if result.status is not Status.SANDBOX_ERROR else 2
 
@@ -57,6 +61,31 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if isolation.complete else 1
 
 
+def cmd_engine(args: argparse.Namespace) -> int:
+    from sandbox import engine
+
+    if args.action == "start":
+        started = engine.start_engine()
+        print(f"{'started' if started else 'already running'}: {engine.engine_url()}")
+    elif args.action == "stop":
+        engine.stop_engine()
+        print("stopped")
+    else:
+        running = engine.engine_running()
+        print(f"{'running' if running else 'not running'}: {engine.engine_url()}")
+        return 0 if running else 1
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from sandbox import engine
+
+    print(f"building {engine.IMAGE} with {', '.join(engine.IMAGE_PACKAGES)} (a few minutes)" if args.force
+          or not engine.image_exists() else f"{engine.IMAGE} exists")  # fmt: skip
+    print(engine.build_image(force=args.force))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox", description="Run untrusted programs in isolation."
@@ -72,8 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     run.set_defaults(func=cmd_run)
     sub.add_parser("languages", help="toolchains found, or what to install").set_defaults(func=cmd_languages)
     sub.add_parser("doctor", help="which isolation primitives are active").set_defaults(func=cmd_doctor)
+    eng = sub.add_parser("engine", help="start, stop or check the private Docker engine")
+    eng.add_argument("action", choices=["start", "stop", "status"])
+    eng.set_defaults(func=cmd_engine)
+    image = sub.add_parser("image", help="build the Docker backend's image (mmdebstrap, no registry)")
+    image.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    image.set_defaults(func=cmd_image)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except SandboxError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

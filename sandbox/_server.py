@@ -77,6 +77,12 @@ class Server:
         self.cgroups: dict[str, str] = config.get("cgroups", {})  # controller -> writable dir
         self.cgroup_version: int = config.get("cgroup_version", 1)
         self.seccomp: bool = config.get("seccomp", False)
+        # In a container the server and its jobs share one uid, and the container is the pid namespace:
+        # leftovers are every process but init and the server.
+        self.container: bool = config.get("container", False)
+        self.listen: str | None = config.get("listen")  # a unix socket to serve on instead of fds 0/1
+        # Where to read OOM kills when no writable memory cgroup is ours (the container's own cgroup).
+        self.memory_stats: str | None = self.cgroups.get("memory") or config.get("memory_stats")
         self.build = os.path.join(self.root, "build")
         self.work = os.path.join(self.root, "work")
         os.makedirs(self.build, exist_ok=True)
@@ -115,16 +121,20 @@ class Server:
         return {"ok": True}
 
     def op_seal(self, msg: Msg) -> Msg:
-        """After compiling: the build dir becomes root's and read-only, so runs cannot alter it."""
+        """After compiling: the build dir becomes root's and read-only, so runs cannot alter it.
+
+        In a container (one uid for all) the files are made read-only, which the job could undo.
+        """
         for dirpath, dirnames, filenames in os.walk(self.build):
             for name in dirnames + filenames:
                 p = os.path.join(dirpath, name)
                 if not os.path.islink(p):
-                    os.chown(p, 0, 0) if self.uid is not None else None
+                    if self.uid is not None:
+                        os.chown(p, 0, 0)
                     os.chmod(p, os.stat(p).st_mode & 0o555)
-        os.chmod(self.build, 0o555)
         if self.uid is not None:
             os.chown(self.build, 0, 0)
+            os.chmod(self.build, 0o555)
         return {"ok": True}
 
     # -- running a job --------------------------------------------------------------------------
@@ -183,7 +193,7 @@ class Server:
         resource.setrlimit(resource.RLIMIT_FSIZE, (msg["fsize_bytes"], msg["fsize_bytes"]))
         resource.setrlimit(resource.RLIMIT_NOFILE, (msg["nofile"], msg["nofile"]))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if self.uid is not None:
+        if self.uid is not None:  # counted per uid host-wide: only meaningful for a uid of our own
             resource.setrlimit(resource.RLIMIT_NPROC, (msg["pids"], msg["pids"]))
         if msg.get("rlimit_as"):
             limit = msg["memory_mb"] << 20
@@ -303,10 +313,15 @@ class Server:
     def kill_job(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        self.kill_uid()
+        self.kill_leftovers()
 
-    def kill_uid(self) -> None:
-        """Kill every process of the slot's uid: daemons, orphans, anything the job left behind."""
+    def kill_leftovers(self) -> None:
+        """Kill every process the job left behind: daemons, orphans, `nohup`, anything of its uid."""
+        if self.container:  # kill(-1) spares the caller (pid 1 here): everything else is the job's
+            for _ in range(3):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(-1, signal.SIGKILL)
+            return
         if self.uid is None:
             return
         pid = os.fork()
@@ -325,17 +340,24 @@ class Server:
         _reap_children()
         if not self.leftover_pids():
             return
-        self.kill_uid()
+        self.kill_leftovers()
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             _reap_children()
             if not self.leftover_pids():
                 return
-            self.kill_uid()
+            self.kill_leftovers()
             time.sleep(0.002)
         raise RuntimeError(f"processes of the job survived the cleanup: {self.leftover_pids()}")
 
     def leftover_pids(self) -> list[int]:
+        if self.container:
+            me = os.getpid()
+            return [
+                int(p)
+                for p in os.listdir("/proc")
+                if p.isdigit() and int(p) not in (1, me) and not _zombie(p)
+            ]
         if "pids" in self.cgroups:
             with open(os.path.join(self.cgroups["pids"], "cgroup.procs")) as f:
                 return [int(p) for p in f.read().split()]
@@ -356,7 +378,7 @@ class Server:
         if "pids" in self.cgroups:
             _write(self.cgroups["pids"], "pids.max", str(pids))
         if "memory" not in self.cgroups:
-            return 0
+            return self.oom_kills() if self.memory_stats else 0
         d = self.cgroups["memory"]
         limit = str(memory_mb << 20)
         if self.cgroup_version == 1:
@@ -371,7 +393,7 @@ class Server:
         return self.oom_kills()
 
     def oom_kills(self) -> int:
-        d = self.cgroups["memory"]
+        d = self.memory_stats or ""
         name = "memory.oom_control" if self.cgroup_version == 1 else "memory.events"
         with open(os.path.join(d, name)) as f:
             for line in f:
@@ -382,8 +404,8 @@ class Server:
             return int(f.read().split()[0]) if self.cgroup_version == 1 else 0
 
     def memory_report(self, oom_before: int) -> tuple[float, bool]:
-        if "memory" not in self.cgroups:
-            return 0.0, False
+        if "memory" not in self.cgroups:  # no per-job peak; OOM kills of the container still count
+            return 0.0, bool(self.memory_stats) and self.oom_kills() > oom_before
         d = self.cgroups["memory"]
         name = "memory.max_usage_in_bytes" if self.cgroup_version == 1 else "memory.peak"
         try:
@@ -395,8 +417,19 @@ class Server:
 
     # -- the loop -----------------------------------------------------------------------------------
     def serve(self) -> None:
-        rfile = os.fdopen(0, "rb", buffering=0)
-        wfile = os.fdopen(1, "wb", buffering=0)
+        if self.listen:
+            import socket
+
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(self.listen)
+            listener.listen(1)
+            conn, _ = listener.accept()
+            listener.close()
+            rfile: Any = conn.makefile("rwb", buffering=0)
+            wfile: Any = rfile
+        else:
+            rfile = os.fdopen(0, "rb", buffering=0)
+            wfile = os.fdopen(1, "wb", buffering=0)
         _send(wfile, {"ready": True, "pid": os.getpid()})
         while True:
             header = _read_exact(rfile, 4)
@@ -415,6 +448,10 @@ class Server:
 
     def op_ping(self, msg: Msg) -> Msg:
         return {"ok": True, "pid": os.getpid()}
+
+    def op_which(self, msg: Msg) -> Msg:
+        """Where each command is on the job PATH, or None: which toolchains this image has."""
+        return {"ok": True, "found": {c: shutil.which(c, path=msg["path"]) for c in msg["commands"]}}
 
 
 def run_python(source: str, path: str, cwd: str, env: Msg) -> None:
@@ -566,6 +603,14 @@ def _reap_children() -> None:
             return
 
 
+def _zombie(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def _text(buf: bytes | bytearray) -> str:
     return bytes(buf).decode("utf-8", "replace")
 
@@ -608,4 +653,7 @@ def _send(f: io.RawIOBase, obj: Msg) -> None:
 
 
 if __name__ == "__main__":
-    Server(json.loads(sys.argv[1])).serve()
+    server = Server(json.loads(sys.argv[1]))
+    if server.container:  # as pid 1, a signal without a handler never reaches us: drop Python's SIGINT one
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    server.serve()

@@ -12,6 +12,32 @@ def local_sandbox():
         yield sb
 
 
+@pytest.fixture(scope="session")
+def docker_sandbox():
+    """A DockerSandbox on a real engine: the one that answers, or a private dockerd started (and
+    stopped) here; the image is built first if it is missing (a few minutes, once)."""
+    import shutil
+
+    from sandbox import engine
+    from sandbox.docker import DockerSandbox
+
+    if not engine.engine_running() and (os.geteuid() != 0 or shutil.which("dockerd") is None):
+        pytest.skip("no Docker engine answers, and dockerd cannot be started here (needs root and docker.io)")
+    started = engine.start_engine()
+    try:
+        engine.build_image()
+        with DockerSandbox(workers=2) as sb:
+            yield sb
+    finally:
+        if started:
+            engine.stop_engine()
+
+
+@pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
+def sandbox(request):
+    return request.getfixturevalue(f"{request.param}_sandbox")
+
+
 def processes_of(uids: set[int]) -> list[str]:
     """Host-side view: every process owned by one of the sandbox's slot uids."""
     found = []
@@ -26,16 +52,23 @@ def processes_of(uids: set[int]) -> list[str]:
     return found
 
 
-def slot_uids(sb) -> set[int]:
-    return {w.uid for w in sb._slots if w.uid is not None}
+def leftovers(sb) -> list[str]:
+    """What is still running of past jobs: slot-uid processes (local), or more than the server (docker)."""
+    if isinstance(sb, LocalSandbox):
+        return processes_of({s.uid for s in sb._slots if s.uid is not None})
+    found = []
+    for slot in sb._slots:
+        processes = slot.container.top()["Processes"]
+        found += [" ".join(p) for p in processes if "server.py" not in " ".join(p)]
+    return found
 
 
 @pytest.fixture
-def contained(local_sandbox):
-    """After the test: nothing of the job is left on the host, and a normal job runs normally."""
-    yield local_sandbox
-    assert processes_of(slot_uids(local_sandbox)) == []
-    after = local_sandbox.run_many([RunRequest("python", "print(sum(range(10)))")] * 2)
+def contained(sandbox):
+    """After the test: nothing of the job is left, and a normal job runs normally."""
+    yield sandbox
+    assert leftovers(sandbox) == []
+    after = sandbox.run_many([RunRequest("python", "print(sum(range(10)))")] * 2)
     assert [(r.status, r.stdout) for r in after] == [(Status.OK, "45\n")] * 2
 
 

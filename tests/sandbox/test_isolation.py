@@ -1,7 +1,8 @@
-"""Adversarial tests: each tries to break one promise of LocalSandbox's containment.
+"""Adversarial tests: each tries to break one promise of the sandbox's containment, on the local
+backend and on the Docker backend against a real engine.
 
-Each ends with the right status, nothing of the job left on the host, and a normal job running
-normally afterwards (the `contained` fixture checks the last two).
+Each ends with the right status, nothing of the job left behind, and a normal job running normally
+afterwards (the `contained` fixture checks the last two).
 """
 
 import socket
@@ -43,7 +44,7 @@ def test_thread_bomb(contained):
         "except RuntimeError:\n    print('threads', n)\n"
     )
     r = run(contained, code, limits=QUICK)
-    assert r.status is Status.OK and int(r.stdout.split()[1]) < Limits().max_processes
+    assert r.status is Status.OK and int(r.stdout.split()[1]) < 200  # a pids limit stopped it
 
 
 def test_cpu_loop(contained):
@@ -172,10 +173,11 @@ def test_daemons_are_killed_after_the_job(contained, language, code):
     assert r.status is Status.OK  # the job itself ended; what it left behind is killed (fixture)
 
 
-def test_killing_the_parent_is_refused(contained):
-    code = "import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGKILL)\nexcept OSError as e:\n    print(type(e).__name__)"
+def test_killing_the_parent_does_not_kill_the_server(contained):
+    # Local: the server is another uid (EPERM). Docker: it is pid 1, which ignores the signal.
+    code = "import os, signal\ntry:\n    os.kill(os.getppid(), signal.SIGKILL)\nexcept OSError as e:\n    pass\nprint('alive')"
     r = run(contained, code)
-    assert (r.status, r.stdout) == (Status.OK, "PermissionError\n")
+    assert (r.status, r.stdout) == (Status.OK, "alive\n")
 
 
 def test_file_descriptor_exhaustion(contained):
@@ -203,7 +205,7 @@ def test_seccomp_denies_namespaces_and_ptrace(contained):
     assert r.status is Status.OK and r.stdout.split("\n")[:2] == ["-1 1", "-1 1"]  # EPERM
 
 
-def test_many_threads_share_the_sandbox(contained):
+def test_many_threads_share_the_sandbox(contained):  # run() from 8 threads at once
     results = {}
 
     def worker(i):

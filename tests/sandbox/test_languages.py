@@ -92,10 +92,10 @@ def test_every_language_has_programs():
 
 
 @pytest.mark.parametrize("language", sorted(PROGRAMS))
-def test_language(local_sandbox, language):
+def test_language(sandbox, language):
     programs = PROGRAMS[language]
     quick = Limits(time_limit_s=1.0)
-    hello, echo, compile_error, runtime_error, loop = local_sandbox.run_many(
+    hello, echo, compile_error, runtime_error, loop = sandbox.run_many(
         [
             RunRequest(language, programs["hello"]),
             RunRequest(language, programs["echo"], stdin="20 22\n"),
