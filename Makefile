@@ -11,7 +11,7 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 EXTRA := $(if $(HAS_GPU),vllm,cpu)
 # Debian packages the tests need: compilers and runtimes for the sandbox's languages,
 # bubblewrap for isolation, and the Docker engine plus mmdebstrap to build the sandbox image locally.
-SYSTEM_PACKAGES := gcc g++ default-jdk-headless nodejs rustc golang-go ruby php-cli lua5.4 \
+SYSTEM_PACKAGES := python3 gcc g++ default-jdk-headless nodejs rustc golang-go ruby php-cli lua5.4 \
 	bubblewrap docker.io mmdebstrap
 PYTEST_ARGS ?=
 # mypy checks the math, the data types and the sandbox, strictly where pyproject.toml says.
@@ -22,7 +22,7 @@ export VLLM_CPU_NUM_OF_RESERVED_CPU ?= 0
 export RAY_AUTH_MODE ?= disabled
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install system-deps test demo bench lint format clean
+.PHONY: install system-deps docker-engine sandbox-image test demo bench lint format clean
 
 install: $(STAMP)
 
@@ -56,8 +56,25 @@ system-deps:
 	export DEBIAN_FRONTEND=noninteractive; \
 	apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null
 
+# A private Docker engine (dockerd on its own socket) for the sandbox's Docker backend.
+docker-engine: install
+	$(BIN)/python -m sandbox engine start
+
+# The Docker backend's image, built locally with mmdebstrap (no registry); FORCE=1 rebuilds it.
+sandbox-image: docker-engine
+	$(BIN)/python -m sandbox image $(if $(FORCE),--force)
+
+# As root with docker.io installed, the Docker backend's tests run against a real engine: one is
+# started here if none answers (and stopped afterwards), and the image is built if it is missing.
 test: install system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@started=0; \
+	if [ "$$(id -u)" = 0 ] && command -v dockerd >/dev/null; then \
+		$(BIN)/python -m sandbox engine status >/dev/null 2>&1 || { $(BIN)/python -m sandbox engine start && started=1; }; \
+		$(BIN)/python -m sandbox image || exit 1; \
+	fi; \
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$started = 1 ]; then $(BIN)/python -m sandbox engine stop; fi; \
+	exit $$rc
 
 demo: install
 	$(BIN)/python -m recipes.demo

