@@ -1,0 +1,71 @@
+"""Compile once and run many inputs; a dead slot is restarted and its program retried, not lost."""
+
+import os
+import signal
+
+from sandbox import Limits, LocalSandbox, RunRequest, Status
+
+ADD = '#include <stdio.h>\nint main(void) { long a, b; scanf("%ld %ld", &a, &b); printf("%ld\\n", a + b); }'
+
+
+def test_run_cases_compiles_once_and_runs_every_input(sandbox):
+    program = sandbox.run_cases("c", ADD, [f"{i} {i}\n" for i in range(20)])
+    assert program.compile is not None and program.compile.status is Status.OK
+    assert [r.stdout for r in program.results] == [f"{2 * i}\n" for i in range(20)]
+
+
+def test_compile_error_fails_every_case_with_the_compiler_message(sandbox):
+    program = sandbox.run_cases("c", "int main(void) { return x; }", ["1\n", "2\n"])
+    assert [r.status for r in program.results] == [Status.COMPILE_ERROR] * 2
+    assert "error:" in program.compile.stderr and "undeclared" in program.compile.stderr
+
+
+def test_a_case_cannot_alter_the_build_for_the_next_case(local_sandbox):
+    code = (
+        "import os, sys\n"
+        "for p in ['/sandbox/build/main.py', '/sandbox/build/x']:\n"
+        "    try:\n        open(p, 'w').write('print(666)')\n        print('wrote', p)\n"
+        "    except OSError:\n        pass\n"
+        "print(open('state').read() if os.path.exists('state') else 'fresh')\n"
+        "open('state', 'w').write('dirty')\n"
+    )
+    program = local_sandbox.run_cases("python", code, ["", ""])
+    assert [r.stdout for r in program.results] == ["fresh\n", "fresh\n"]  # work dir is new per case
+
+
+def test_each_job_gets_its_own_limits(sandbox):
+    tight, loose = sandbox.run_many(
+        [
+            RunRequest("python", "x = bytearray(200 * 1024**2)\nprint('ok')", limits=Limits(memory_mb=64)),
+            RunRequest("python", "x = bytearray(200 * 1024**2)\nprint('ok')", limits=Limits(memory_mb=512)),
+        ]
+    )
+    assert tight.status is Status.MEMORY_LIMIT
+    assert (loose.status, loose.stdout) == (Status.OK, "ok\n")
+
+
+def test_a_dead_slot_is_restarted_and_the_program_retried():
+    with LocalSandbox(workers=1) as sb:
+        slot = sb._slots[0]
+        os.killpg(slot.proc.pid, signal.SIGKILL)  # the server dies between jobs
+        slot.proc.wait()
+        r = sb.run(RunRequest("python", "print('after')"))
+        assert (r.status, r.stdout) == (Status.OK, "after\n")
+        assert slot.proc is not None and slot.proc.poll() is None  # a new server runs
+
+
+def test_a_slot_dying_twice_is_a_sandbox_error_not_a_verdict():
+    with LocalSandbox(workers=1) as sb:
+        slot = sb._slots[0]
+        real_start = slot.start
+
+        def start_then_die():
+            real_start()
+            os.killpg(slot.proc.pid, signal.SIGKILL)
+            slot.proc.wait()
+
+        os.killpg(slot.proc.pid, signal.SIGKILL)
+        slot.proc.wait()
+        slot.start = start_then_die
+        r = sb.run(RunRequest("python", "print(1)"))
+        assert r.status is Status.SANDBOX_ERROR and "failed twice" in r.stderr
