@@ -23,6 +23,7 @@ import dataclasses  # noqa: F401
 import decimal  # noqa: F401
 import fractions  # noqa: F401
 import functools  # noqa: F401
+import gc
 import hashlib  # noqa: F401
 import heapq  # noqa: F401
 import io
@@ -87,7 +88,14 @@ class Server:
         self.work = os.path.join(self.root, "work")
         os.makedirs(self.build, exist_ok=True)
         os.makedirs(self.work, exist_ok=True)
-        self.seccomp_prog = build_seccomp_filter() if self.seccomp else None
+        self.seccomp_prog = SeccompProgram() if self.seccomp else None
+        self.limits_set: dict[str, str] = {}  # cgroup files already holding a value
+        self.baseline = 0  # the server's own memory charge, subtracted from a job's peak
+        # The server sits in the slot's cgroups itself, so a forked job is in them from birth: moving a
+        # task into a v1 memory cgroup costs about a millisecond a job. A job makes itself the OOM
+        # killer's first choice (oom_score_adj 1000), so the server is never the one killed.
+        for directory in self.cgroups.values():
+            _write(directory, "cgroup.procs", str(os.getpid()))
 
     # -- scratch -------------------------------------------------------------------------------
     def fresh_dir(self, path: str, size_mb: int, owner: int | None) -> None:
@@ -180,10 +188,8 @@ class Server:
 
     def enter_job(self, msg: Msg, cwd: str, stdin_r: int, out_w: int, err_w: int, st_w: int) -> None:
         os.setsid()
-        me = str(os.getpid())
-        for directory in self.cgroups.values():
-            with open(os.path.join(directory, "cgroup.procs"), "w") as f:
-                f.write(me)
+        if "memory" in self.cgroups:
+            _write("/proc/self", "oom_score_adj", "1000")
         os.dup2(stdin_r, 0), os.dup2(out_w, 1), os.dup2(err_w, 2), os.dup2(st_w, STATUS_FD)
         os.set_inheritable(STATUS_FD, False)  # closes on exec: success says nothing
         os.closerange(STATUS_FD + 1, 65536)
@@ -204,7 +210,7 @@ class Server:
             os.setgid(self.uid)
             os.setuid(self.uid)
         if self.seccomp_prog is not None:
-            install_seccomp(self.seccomp_prog)
+            self.seccomp_prog.install()
         env = msg["env"]
         if msg.get("python"):
             run_python(msg["source"], msg["path"], cwd, env)
@@ -358,9 +364,9 @@ class Server:
                 for p in os.listdir("/proc")
                 if p.isdigit() and int(p) not in (1, me) and not _zombie(p)
             ]
-        if "pids" in self.cgroups:
+        if "pids" in self.cgroups:  # the server itself is in it too
             with open(os.path.join(self.cgroups["pids"], "cgroup.procs")) as f:
-                return [int(p) for p in f.read().split()]
+                return [int(p) for p in f.read().split() if int(p) != os.getpid()]
         if self.uid is None:
             return []
         found = []
@@ -374,21 +380,38 @@ class Server:
         return found
 
     # -- cgroups ----------------------------------------------------------------------------------
+    def set_limit(self, directory: str, name: str, value: str) -> None:
+        """Write a cgroup limit unless it already holds that value; a file the kernel lacks is skipped."""
+        key = os.path.join(directory, name)
+        if self.limits_set.get(key) == value:
+            return
+        try:
+            _write(directory, name, value)
+        except OSError:
+            if name not in ("memory.memsw.limit_in_bytes", "memory.swap.max"):
+                raise
+        self.limits_set[key] = value
+
     def memory_reset(self, memory_mb: int, pids: int) -> int:
-        if "pids" in self.cgroups:
-            _write(self.cgroups["pids"], "pids.max", str(pids))
+        if "pids" in self.cgroups:  # the job's processes, the server and its cleanup helper
+            self.set_limit(self.cgroups["pids"], "pids.max", str(pids + 2))
         if "memory" not in self.cgroups:
             return self.oom_kills() if self.memory_stats else 0
         d = self.cgroups["memory"]
-        limit = str(memory_mb << 20)
-        if self.cgroup_version == 1:
-            _write(d, "memory.limit_in_bytes", limit, ignore_errors=True)
-            _write(d, "memory.memsw.limit_in_bytes", limit, ignore_errors=True)
-            _write(d, "memory.limit_in_bytes", limit)
+        usage = "memory.usage_in_bytes" if self.cgroup_version == 1 else "memory.current"
+        with open(os.path.join(d, usage)) as f:
+            self.baseline = int(f.read())
+        # Rounded to 4 MB so that small changes in the server's own charge do not rewrite the limit.
+        limit = str(((memory_mb << 20) + self.baseline + (4 << 20) - 1) // (4 << 20) * (4 << 20))
+        if self.cgroup_version == 1:  # memsw >= limit at every moment: raise memsw first, lower it last
+            old = int(self.limits_set.get(os.path.join(d, "memory.limit_in_bytes"), "0"))
+            order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
+            for name in order if int(limit) > old else order[::-1]:
+                self.set_limit(d, name, limit)
             _write(d, "memory.max_usage_in_bytes", "0")
         else:
-            _write(d, "memory.max", limit)
-            _write(d, "memory.swap.max", "0", ignore_errors=True)
+            self.set_limit(d, "memory.max", limit)
+            self.set_limit(d, "memory.swap.max", "0")
             _write(d, "memory.peak", "0", ignore_errors=True)
         return self.oom_kills()
 
@@ -410,7 +433,7 @@ class Server:
         name = "memory.max_usage_in_bytes" if self.cgroup_version == 1 else "memory.peak"
         try:
             with open(os.path.join(d, name)) as f:
-                peak = int(f.read().strip()) / (1 << 20)
+                peak = max(0, int(f.read().strip()) - self.baseline) / (1 << 20)
         except OSError:
             peak = 0.0
         return round(peak, 2), self.oom_kills() > oom_before
@@ -581,15 +604,21 @@ def build_seccomp_filter() -> ctypes.Array[Any]:
     return (SockFilter * len(insns))(*[SockFilter(*i) for i in insns])
 
 
-def install_seccomp(prog: ctypes.Array[Any]) -> None:
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class SeccompProgram:
+    """The filter, built once in the server; `install()` in a forked job costs two prctl calls."""
 
-    fprog = SockFprog(len(prog), ctypes.cast(prog, ctypes.c_void_p))
-    if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS)")
-    if LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(SECCOMP)")
+    def __init__(self) -> None:
+        class SockFprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        self.filter = build_seccomp_filter()
+        self.fprog = SockFprog(len(self.filter), ctypes.cast(self.filter, ctypes.c_void_p))
+
+    def install(self) -> None:
+        if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(NO_NEW_PRIVS)")
+        if LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self.fprog), 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(SECCOMP)")
 
 
 # -- small helpers --------------------------------------------------------------------------------
@@ -654,6 +683,10 @@ def _send(f: io.RawIOBase, obj: Msg) -> None:
 
 if __name__ == "__main__":
     server = Server(json.loads(sys.argv[1]))
+    # Move everything imported so far out of the collector's sight: a forked job's collections then never
+    # touch (and so never copy) the server's pages.
+    gc.collect()
+    gc.freeze()
     if server.container:  # as pid 1, a signal without a handler never reaches us: drop Python's SIGINT one
         signal.signal(signal.SIGINT, signal.SIG_DFL)
     server.serve()
