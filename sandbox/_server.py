@@ -236,15 +236,23 @@ class Server:
         pidfd = os.pidfd_open(pid)
         open_fds = {out_r, err_r, st_r}
         deadline = start + msg["wall_s"]
+        # RLIMIT_CPU counts whole seconds; below that the job's CPU time is read when it could be spent.
+        cpu_check = start + msg["cpu_s"]
         killed_for = None
         exited = False
         while not exited:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 killed_for = "timeout"
                 break
+            if now >= cpu_check:
+                spent = _cpu_seconds(pid)
+                if spent >= msg["cpu_s"]:
+                    killed_for = "timeout"
+                    break
+                cpu_check = now + max(msg["cpu_s"] - spent, 0.005)
             writers = [stdin_w] if stdin_w >= 0 else []
-            r, w, _ = select.select([pidfd, *open_fds], writers, [], timeout)
+            r, w, _ = select.select([pidfd, *open_fds], writers, [], min(deadline, cpu_check) - now)
             if w:
                 try:
                     data = data[os.write(stdin_w, data[:READ_CHUNK]) :]
@@ -630,6 +638,19 @@ def _reap_children() -> None:
             return
         if pid == 0:
             return
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process, from /proc (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def _zombie(pid: str) -> bool:

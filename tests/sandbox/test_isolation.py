@@ -52,6 +52,17 @@ def test_cpu_loop(contained):
     assert r.status is Status.TIMEOUT and r.time_s < 3
 
 
+def test_sub_second_cpu_limit_is_kept(contained):  # RLIMIT_CPU alone would allow a whole second
+    loop, honest = contained.run_many(
+        [
+            RunRequest("python", "while True: pass", limits=Limits(time_limit_s=0.2)),
+            RunRequest("python", "sum(range(10**5))\nprint('done')", limits=Limits(time_limit_s=0.2)),
+        ]
+    )
+    assert loop.status is Status.TIMEOUT and loop.time_s < 0.5
+    assert (honest.status, honest.stdout) == (Status.OK, "done\n")
+
+
 def test_sleep_hits_the_wall_clock(contained):
     r = run(contained, "import time\ntime.sleep(60)", limits=QUICK)
     assert r.status is Status.TIMEOUT and 2.9 <= r.time_s < 5  # wall limit 2 * 1 + 1 s
