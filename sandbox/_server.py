@@ -81,6 +81,7 @@ class Server:
         # In a container the server and its jobs share one uid, and the container is the pid namespace:
         # leftovers are every process but init and the server.
         self.container: bool = config.get("container", False)
+        self.spawn: str | None = config.get("spawn")  # the exec helper (spawn.c), for non-Python jobs
         self.listen: str | None = config.get("listen")  # a unix socket to serve on instead of fds 0/1
         # Where to read OOM kills when no writable memory cgroup is ours (the container's own cgroup).
         self.memory_stats: str | None = self.cgroups.get("memory") or config.get("memory_stats")
@@ -158,17 +159,38 @@ class Server:
             self.cleanup()
 
     def run_job(self, msg: Msg, cwd: str, oom_before: int) -> Msg:
+        program = None
+        if not msg.get("python"):
+            argv0, path = msg["argv"][0], msg["env"].get("PATH")
+            program = argv0 if "/" in argv0 else shutil.which(argv0, path=path)
+            if program is None:
+                return {"status": "sandbox_error", "error": f"setup: {argv0} is not installed in the sandbox"}
         stdin_r, stdin_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         st_r, st_w = os.pipe()
         start = time.monotonic()
+        if program is not None and self.spawn:
+            pid = self.spawn_job(msg, cwd, program, (stdin_r, out_w, err_w, st_w))
+        else:
+            pid = self.fork_job(msg, cwd, program, (stdin_r, stdin_w, out_r, out_w, err_r, err_w, st_r, st_w))
+        for fd in (stdin_r, out_w, err_w, st_w):
+            os.close(fd)
+        result = self.supervise(pid, msg, start, stdin_w, out_r, err_r, st_r)
+        result["memory_mb"], oom = self.memory_report(oom_before)
+        if oom and result["status"] in ("runtime_error", "ok", "timeout"):
+            result["status"] = "memory_limit"
+        return result
+
+    def fork_job(self, msg: Msg, cwd: str, program: str | None, fds: tuple[int, ...]) -> int:
+        """Fork the server: Python jobs run in the child's warm interpreter; others exec from it."""
+        stdin_r, stdin_w, out_r, out_w, err_r, err_w, st_r, st_w = fds
         pid = os.fork()
         if pid == 0:  # the job
             try:
                 for fd in (stdin_w, out_r, err_r, st_r):
                     os.close(fd)
-                self.enter_job(msg, cwd, stdin_r, out_w, err_w, st_w)
+                self.enter_job(msg, cwd, program, stdin_r, out_w, err_w, st_w)
             except BaseException as e:
                 message = f"setup: {type(e).__name__}: {e}".encode()[:4000]
                 for fd in (STATUS_FD, st_w):  # fd 3 once dup2'ed, st_w before that
@@ -178,18 +200,37 @@ class Server:
                     except OSError:
                         pass
                 os._exit(127)
-        for fd in (stdin_r, out_w, err_w, st_w):
-            os.close(fd)
-        result = self.supervise(pid, msg, start, stdin_w, out_r, err_r, st_r)
-        result["memory_mb"], oom = self.memory_report(oom_before)
-        if oom and result["status"] in ("runtime_error", "ok", "timeout"):
-            result["status"] = "memory_limit"
-        return result
+        return pid
 
-    def enter_job(self, msg: Msg, cwd: str, stdin_r: int, out_w: int, err_w: int, st_w: int) -> None:
+    def spawn_job(self, msg: Msg, cwd: str, program: str, fds: tuple[int, int, int, int]) -> int:
+        """posix_spawn the exec helper, which confines itself as enter_job does and execs `program`."""
+        assert self.spawn is not None
+        seccomp = bytes(self.seccomp_prog.filter).hex() if self.seccomp_prog else "-"
+        args = [
+            self.spawn,
+            str(max(1, int(msg["cpu_s"] + 0.999))),
+            str(msg["fsize_bytes"]),
+            str(msg["nofile"]),
+            str(msg["pids"] if self.uid is not None else 0),
+            str(msg["memory_mb"] << 20 if msg.get("rlimit_as") else 0),
+            str(-1 if self.uid is None else self.uid),
+            "1000",  # oom_score_adj: the job, never the server, is what the OOM killer takes
+            seccomp,
+            cwd,
+            "--",
+            program,
+            *msg["argv"][1:],
+        ]
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(fds)]
+        return os.posix_spawn(
+            self.spawn, args, msg["env"], file_actions=actions, setsid=True, setsigdef=[signal.SIGPIPE]
+        )
+
+    def enter_job(
+        self, msg: Msg, cwd: str, program: str | None, stdin_r: int, out_w: int, err_w: int, st_w: int
+    ) -> None:
         os.setsid()
-        if "memory" in self.cgroups:
-            _write("/proc/self", "oom_score_adj", "1000")
+        _write("/proc/self", "oom_score_adj", "1000")  # the job, never the server, is the OOM killer's pick
         os.dup2(stdin_r, 0), os.dup2(out_w, 1), os.dup2(err_w, 2), os.dup2(st_w, STATUS_FD)
         os.set_inheritable(STATUS_FD, False)  # closes on exec: success says nothing
         os.closerange(STATUS_FD + 1, 65536)
@@ -214,11 +255,8 @@ class Server:
         env = msg["env"]
         if msg.get("python"):
             run_python(msg["source"], msg["path"], cwd, env)
-        argv = msg["argv"]
-        program = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else argv[0]
-        if program is None:
-            raise FileNotFoundError(f"{argv[0]} is not installed in the sandbox")
-        os.execve(program, argv, env)
+        assert program is not None
+        os.execve(program, msg["argv"], env)
 
     def supervise(
         self, pid: int, msg: Msg, start: float, stdin_w: int, out_r: int, err_r: int, st_r: int

@@ -31,6 +31,7 @@ from typing import Any
 from sandbox.engine import IMAGE, client
 from sandbox.languages import SANDBOX_PATH, Language, toolchain_commands
 from sandbox.pool import INSIDE, Channel, Message, ProgramResult, SlotPool
+from sandbox.spawner import helper_path
 from sandbox.types import Limits, RunRequest, RunResult, SandboxError, ToolchainMissing
 
 log = logging.getLogger("sandbox")
@@ -42,8 +43,17 @@ SERVER_MEMORY_MB = 48  # the server's own share of a container's memory limit
 
 class DockerSlot:
     def __init__(
-        self, docker: Any, slot: int, image: str, state_dir: Path, *, cpus: float, pids: int
+        self,
+        docker: Any,
+        slot: int,
+        image: str,
+        state_dir: Path,
+        helper: Path | None,
+        *,
+        cpus: float,
+        pids: int,
     ) -> None:
+        self.helper = helper
         self.docker, self.slot, self.image, self.cpus, self.pids = docker, slot, image, cpus, pids
         self.ctl = state_dir / f"ctl{slot}"
         self.ctl.mkdir(mode=0o777, exist_ok=True)
@@ -64,6 +74,7 @@ class DockerSlot:
             "memory_stats": "/sys/fs/cgroup/memory",
             "cgroup_version": 1 if Path("/sys/fs/cgroup/memory").is_dir() else 2,
             "seccomp": True,
+            "spawn": None if self.helper is None else f"{INSIDE}/spawn",
         }
         if config["cgroup_version"] == 2:
             config["memory_stats"] = "/sys/fs/cgroup"
@@ -95,6 +106,7 @@ class DockerSlot:
             volumes={
                 str(self.ctl): {"bind": f"{INSIDE}/ctl", "mode": "rw"},
                 str(self.server): {"bind": f"{INSIDE}/server.py", "mode": "ro"},
+                **({str(self.helper): {"bind": f"{INSIDE}/spawn", "mode": "ro"}} if self.helper else {}),
             },
             labels={"grpo-coder.sandbox": str(os.getpid())},
         )
@@ -194,10 +206,16 @@ class DockerSandbox:
         shutil.copy(SERVER, self._state / "server.py")
         os.chmod(self._state / "server.py", 0o644)
         n = workers or os.cpu_count() or 1
+        helper = helper_path()  # static: runs in the image whatever its libc
+        if helper is not None:
+            shutil.copy(helper, self._state / "spawn")
+            helper = self._state / "spawn"
         self._slots: list[DockerSlot] = []
         try:
             for i in range(n):
-                self._slots.append(DockerSlot(self.docker, i, image, self._state, cpus=cpus, pids=pids))
+                self._slots.append(
+                    DockerSlot(self.docker, i, image, self._state, helper, cpus=cpus, pids=pids)
+                )
         except BaseException:
             self.close_slots()
             raise

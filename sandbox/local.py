@@ -21,8 +21,9 @@ When a primitive is missing here, the sandbox still runs and logs one warning na
 contained.
 
 A Python job costs a fork of a server that has the interpreter and common modules loaded, not an
-interpreter start. Compiled languages compile once per program (`run_cases`) and then fork and exec
-the binary per test case.
+interpreter start. Other languages start through a small C exec helper (`spawn.c`) that the server
+posix_spawns, with no copy of its page tables; compiled languages compile once per program
+(`run_cases`) and then spawn the binary per test case.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 from sandbox.isolation import Isolation, SlotCgroups, probe
 from sandbox.languages import SANDBOX_PATH, require_toolchain
 from sandbox.pool import INSIDE, Channel, Message, ProgramResult, SlotPool
+from sandbox.spawner import helper_path
 from sandbox.types import Limits, RunRequest, RunResult, SandboxError
 
 log = logging.getLogger("sandbox")
@@ -53,8 +55,11 @@ _warned = False
 class LocalSlot:
     """One slot: a fork server process inside bubblewrap's namespaces, spoken to over its stdin/stdout."""
 
-    def __init__(self, slot: int, uid: int | None, isolation: Isolation, state_dir: Path) -> None:
+    def __init__(
+        self, slot: int, uid: int | None, isolation: Isolation, state_dir: Path, helper: Path | None
+    ) -> None:
         self.slot = slot
+        self.helper = helper
         self.uid = uid
         self.isolation = isolation
         self.state_dir = state_dir
@@ -83,6 +88,11 @@ class LocalSlot:
             },
             "cgroup_version": iso.cgroup_version or 1,
             "seccomp": iso.seccomp,
+            "spawn": None
+            if self.helper is None
+            else f"{INSIDE}/spawn"
+            if self.sandboxed
+            else str(self.helper),
         }
         python = shutil.which("python3", path=SANDBOX_PATH) or "/usr/bin/python3"
         if not self.sandboxed:
@@ -99,6 +109,8 @@ class LocalSlot:
                  "--tmpfs", "/tmp", "--remount-ro", "/tmp", "--tmpfs", "/dev/shm", "--remount-ro", "/dev/shm",
                  "--dir", f"{INSIDE}/build", "--dir", f"{INSIDE}/work",
                  "--ro-bind", str(SERVER), f"{INSIDE}/server.py", "--bind", str(self.cache), f"{INSIDE}/cache"]  # fmt: skip
+        if self.helper is not None:
+            argv += ["--ro-bind", str(self.helper), f"{INSIDE}/spawn"]
         for controller, path in self.cgroups.dirs.items():
             argv += ["--bind", str(path), f"{INSIDE}/cg/{controller}"]
         argv += ["--remount-ro", "/", "--clearenv", "--setenv", "PATH", SANDBOX_PATH, "--chdir", INSIDE,
@@ -177,8 +189,9 @@ class LocalSandbox:
         os.chmod(self._state, 0o711)
         # A uid per slot, distinct between sandboxes of different processes.
         uid_base = 200_000 + (os.getpid() % 10_000) * 64 if self.isolation.root else None
+        helper = helper_path()
         self._slots = [
-            LocalSlot(i, None if uid_base is None else uid_base + i, self.isolation, self._state)
+            LocalSlot(i, None if uid_base is None else uid_base + i, self.isolation, self._state, helper)
             for i in range(self.num_workers)
         ]
         self._pool = SlotPool(
