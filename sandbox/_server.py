@@ -91,6 +91,7 @@ class Server:
         os.makedirs(self.work, exist_ok=True)
         self.seccomp_prog = SeccompProgram() if self.seccomp else None
         self.limits_set: dict[str, str] = {}  # cgroup files already holding a value
+        self.cg_fds: dict[tuple[str, int], int] = {}
         self.baseline = 0  # the server's own memory charge, subtracted from a job's peak
         # The server sits in the slot's cgroups itself, so a forked job is in them from birth: moving a
         # task into a v1 memory cgroup costs about a millisecond a job. A job makes itself the OOM
@@ -410,7 +411,7 @@ class Server:
                 for p in os.listdir("/proc")
                 if p.isdigit() and int(p) not in (1, me) and not _zombie(p)
             ]
-        if "pids" in self.cgroups:  # the server itself is in it too
+        if "pids" in self.cgroups:  # the server itself is in it too (read afresh: pread shows a stale list)
             with open(os.path.join(self.cgroups["pids"], "cgroup.procs")) as f:
                 return [int(p) for p in f.read().split() if int(p) != os.getpid()]
         if self.uid is None:
@@ -426,6 +427,20 @@ class Server:
         return found
 
     # -- cgroups ----------------------------------------------------------------------------------
+    def cg_read(self, directory: str, name: str) -> str:
+        """Read a cgroup file through a descriptor kept open: several of these are read every job."""
+        return os.pread(self._cg_fd(directory, name, os.O_RDONLY), 4096, 0).decode()
+
+    def cg_write(self, directory: str, name: str, value: str) -> None:
+        os.pwrite(self._cg_fd(directory, name, os.O_WRONLY), value.encode(), 0)
+
+    def _cg_fd(self, directory: str, name: str, mode: int) -> int:
+        key = (os.path.join(directory, name), mode)
+        fd = self.cg_fds.get(key)
+        if fd is None:
+            fd = self.cg_fds[key] = os.open(key[0], mode | os.O_CLOEXEC)
+        return fd
+
     def set_limit(self, directory: str, name: str, value: str) -> None:
         """Write a cgroup limit unless it already holds that value; a file the kernel lacks is skipped."""
         key = os.path.join(directory, name)
@@ -445,8 +460,7 @@ class Server:
             return self.oom_kills() if self.memory_stats else 0
         d = self.cgroups["memory"]
         usage = "memory.usage_in_bytes" if self.cgroup_version == 1 else "memory.current"
-        with open(os.path.join(d, usage)) as f:
-            self.baseline = int(f.read())
+        self.baseline = int(self.cg_read(d, usage))
         # Rounded to 4 MB so that small changes in the server's own charge do not rewrite the limit.
         limit = str(((memory_mb << 20) + self.baseline + (4 << 20) - 1) // (4 << 20) * (4 << 20))
         if self.cgroup_version == 1:  # memsw >= limit at every moment: raise memsw first, lower it last
@@ -454,7 +468,7 @@ class Server:
             order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
             for name in order if int(limit) > old else order[::-1]:
                 self.set_limit(d, name, limit)
-            _write(d, "memory.max_usage_in_bytes", "0")
+            self.cg_write(d, "memory.max_usage_in_bytes", "0")
         else:
             self.set_limit(d, "memory.max", limit)
             self.set_limit(d, "memory.swap.max", "0")
@@ -464,13 +478,13 @@ class Server:
     def oom_kills(self) -> int:
         d = self.memory_stats or ""
         name = "memory.oom_control" if self.cgroup_version == 1 else "memory.events"
-        with open(os.path.join(d, name)) as f:
-            for line in f:
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        with open(os.path.join(d, "memory.failcnt" if self.cgroup_version == 1 else "memory.events")) as f:
-            return int(f.read().split()[0]) if self.cgroup_version == 1 else 0
+        for line in self.cg_read(d, name).splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        if self.cgroup_version == 1:  # kernels before 4.13 count limit hits only
+            return int(self.cg_read(d, "memory.failcnt").split()[0])
+        return 0
 
     def memory_report(self, oom_before: int) -> tuple[float, bool]:
         if "memory" not in self.cgroups:  # no per-job peak; OOM kills of the container still count
@@ -478,8 +492,7 @@ class Server:
         d = self.cgroups["memory"]
         name = "memory.max_usage_in_bytes" if self.cgroup_version == 1 else "memory.peak"
         try:
-            with open(os.path.join(d, name)) as f:
-                peak = max(0, int(f.read().strip()) - self.baseline) / (1 << 20)
+            peak = max(0, int(self.cg_read(d, name)) - self.baseline) / (1 << 20)
         except OSError:
             peak = 0.0
         return round(peak, 2), self.oom_kills() > oom_before
