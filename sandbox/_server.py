@@ -528,9 +528,6 @@ class Server:
                 }
             _send(wfile, reply)
 
-    def op_ping(self, msg: Msg) -> Msg:
-        return {"ok": True, "pid": os.getpid()}
-
     def op_which(self, msg: Msg) -> Msg:
         """Where each command is on the job PATH, or None: which toolchains this image has."""
         return {"ok": True, "found": {c: shutil.which(c, path=msg["path"]) for c in msg["commands"]}}

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.engine import IMAGE, client
-from sandbox.languages import SANDBOX_PATH, Language, toolchain_commands
+from sandbox.languages import LANGUAGES, SANDBOX_PATH, Language, toolchain_commands
 from sandbox.pool import INSIDE, Channel, Message, ProgramResult, SlotPool
 from sandbox.spawner import helper_path
 from sandbox.types import Limits, RunRequest, RunResult, SandboxError, ToolchainMissing
@@ -220,7 +220,7 @@ class DockerSandbox:
             self.close_slots()
             raise
         self._found = self._slots[0].which(
-            sorted({c for lang in _languages() for c in toolchain_commands(lang)})
+            sorted({c for lang in LANGUAGES.values() for c in toolchain_commands(lang)})
         )
         self._pool = SlotPool(self._slots, self.require_toolchain, cap_memory=False)
 
@@ -264,9 +264,3 @@ class DockerSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _languages() -> list[Language]:
-    from sandbox.languages import LANGUAGES
-
-    return list(LANGUAGES.values())

@@ -121,7 +121,6 @@ class SlotCgroups:
 
     def __init__(self, isolation: Isolation, name: str) -> None:
         self.dirs: dict[str, Path] = {}
-        self.version = isolation.cgroup_version
         for controller, parent in isolation.cgroup_parents.items():
             path = parent / name  # on v2 memory and pids share one directory
             if path not in self.dirs.values():
