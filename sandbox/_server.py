@@ -255,7 +255,9 @@ class Server:
             self.seccomp_prog.install()
         env = msg["env"]
         if msg.get("python"):
-            run_python(msg["source"], msg["path"], cwd, env)
+            with open(msg["path"], encoding="utf-8", errors="surrogateescape") as f:
+                source = f.read()
+            run_python(source, msg["path"], cwd, env)
         assert program is not None
         os.execve(program, msg["argv"], env)
 

@@ -250,7 +250,8 @@ def exec_msg(
         "rlimit_as": cap_memory and lang.name in ("python", "c", "cpp", "rust"),
     }
     if lang.python and not compile_step:
-        msg |= {"python": True, "source": source, "path": f"{INSIDE}/work/{lang.source}"}
+        # The source travels once, as a scratch file; the job reads it from there.
+        msg |= {"python": True, "path": f"{INSIDE}/work/{lang.source}"}
         msg["files"] = {**msg["files"], lang.source: source}
     return msg
 
