@@ -4,16 +4,19 @@
 It is a standalone standard-library script (run as `python3 -I -S _server.py ...`), so it starts
 in milliseconds, keeps common modules imported for Python jobs, and never sees the caller's
 site-packages. It is root inside its namespaces; every job runs in a forked child that joins the
-slot's cgroups, sets its rlimits, drops to the slot's uid, installs a seccomp filter and only then
-runs the untrusted program. After each job every process of that uid is killed and the scratch
-tmpfs is replaced.
+slot's cgroups, sets its rlimits, installs a seccomp filter, drops to the slot's uid and only then
+runs the untrusted program. The next job's process is forked and confined as far as it can be while
+the current job runs, so a Python job starts as soon as its request arrives. After each job every
+process of that uid is killed and the scratch tmpfs is replaced.
 
-Protocol on fds 0 and 1: each message is a 4-byte big-endian length and a JSON object.
+Protocol on fds 0 and 1: each message is a 4-byte big-endian length and a JSON object, answered by
+one reply; a `cases` request (one program, many stdins) is answered by one reply per stdin.
 """
 
 from __future__ import annotations
 
 # Pre-imported for Python jobs: a forked child finds them loaded.
+import atexit
 import bisect  # noqa: F401
 import collections  # noqa: F401
 import contextlib
@@ -45,12 +48,13 @@ import sys
 import time
 import traceback
 import typing  # noqa: F401
-from typing import Any
+from typing import Any, NamedTuple
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 MS_NOSUID, MS_NODEV, MNT_DETACH = 2, 4, 2
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 STATUS_FD = 3  # a job's setup errors travel back on this fd; it closes on exec
+GO_FD = 4  # a prepared job's request arrives on this fd
 READ_CHUNK = 1 << 16
 
 # x86_64 syscalls a job never needs and that widen the attack surface: refused with EPERM.
@@ -68,6 +72,18 @@ CLONE_NAMESPACES = 0x7E020000  # NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER |
 
 
 Msg = dict[str, Any]
+
+
+class Prepared(NamedTuple):
+    """A job's process and the server's ends of its pipes."""
+
+    pid: int
+    pidfd: int
+    go: int  # the request is written here, then closed (-1 once sent, or for a spawned job)
+    stdin_w: int
+    out_r: int
+    err_r: int
+    st_r: int
 
 
 class Server:
@@ -93,6 +109,7 @@ class Server:
         self.limits_set: dict[str, str] = {}  # cgroup files already holding a value
         self.cg_fds: dict[tuple[str, int], int] = {}
         self.baseline = 0  # the server's own memory charge, subtracted from a job's peak
+        self.ready: Prepared | None = None  # the next job's process, prepared while the caller was busy
         # The server sits in the slot's cgroups itself, so a forked job is in them from birth: moving a
         # task into a v1 memory cgroup costs about a millisecond a job. A job makes itself the OOM
         # killer's first choice (oom_score_adj 1000), so the server is never the one killed.
@@ -166,32 +183,65 @@ class Server:
             program = argv0 if "/" in argv0 else shutil.which(argv0, path=path)
             if program is None:
                 return {"status": "sandbox_error", "error": f"setup: {argv0} is not installed in the sandbox"}
-        stdin_r, stdin_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        st_r, st_w = os.pipe()
-        start = time.monotonic()
         if program is not None and self.spawn:
+            stdin_r, stdin_w = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            st_r, st_w = os.pipe()
+            start = time.monotonic()
             pid = self.spawn_job(msg, cwd, program, (stdin_r, out_w, err_w, st_w))
+            for fd in (stdin_r, out_w, err_w, st_w):
+                os.close(fd)
+            job = Prepared(pid, os.pidfd_open(pid), -1, stdin_w, out_r, err_r, st_r)
         else:
-            pid = self.fork_job(msg, cwd, program, (stdin_r, stdin_w, out_r, out_w, err_r, err_w, st_r, st_w))
-        for fd in (stdin_r, out_w, err_w, st_w):
-            os.close(fd)
-        result = self.supervise(pid, msg, start, stdin_w, out_r, err_r, st_r)
+            job, start = self.go(msg, cwd, program)
+        result = self.supervise(job, msg, start)
         result["memory_mb"], oom = self.memory_report(oom_before)
         if oom and result["status"] in ("runtime_error", "ok", "timeout"):
             result["status"] = "memory_limit"
         return result
 
-    def fork_job(self, msg: Msg, cwd: str, program: str | None, fds: tuple[int, ...]) -> int:
-        """Fork the server: Python jobs run in the child's warm interpreter; others exec from it."""
-        stdin_r, stdin_w, out_r, out_w, err_r, err_w, st_r, st_w = fds
+    def go(self, msg: Msg, cwd: str, program: str | None) -> tuple[Prepared, float]:
+        """Hand the job to the prepared process (preparing one now if there is none, or it died)."""
+        order = {k: v for k, v in msg.items() if k not in ("stdin", "files")}
+        order |= {"cwd": cwd, "program": program}
+        data = json.dumps(order).encode()
+        for attempt in (1, 2):
+            job = self.ready or self.prepare()
+            self.ready = None
+            start = time.monotonic()
+            try:
+                _write_all(job.go, data)
+                os.close(job.go)
+                return job, start
+            except BrokenPipeError:  # it died before its job: killed with the last job's leftovers
+                self.discard(job)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def prepare(self) -> Prepared:
+        """Fork the next job's process and take it as far as it can go before its request is known.
+
+        The server prepares one after replying to each request, while the caller reads the reply, so a
+        Python job's fork, session, OOM score, descriptors, seccomp filter and standard streams cost
+        nothing at the time it runs. The prepared process stays root and out of the job uid's reach
+        (its cleanup kills only that uid) until its request arrives on GO_FD.
+        """
+        stdin_r, stdin_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        st_r, st_w = os.pipe()
+        go_r, go_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the job
             try:
-                for fd in (stdin_w, out_r, err_r, st_r):
+                for fd in (stdin_w, out_r, err_r, st_r, go_w):
                     os.close(fd)
-                self.enter_job(msg, cwd, program, stdin_r, out_w, err_w, st_w)
+                self.enter_job(stdin_r, out_w, err_w, st_w, go_r)
+                order = json.loads(_read_all(GO_FD))
+                os.close(GO_FD)
+                self.start_job(order)
             except BaseException as e:
                 message = f"setup: {type(e).__name__}: {e}".encode()[:4000]
                 for fd in (STATUS_FD, st_w):  # fd 3 once dup2'ed, st_w before that
@@ -201,10 +251,22 @@ class Server:
                     except OSError:
                         pass
                 os._exit(127)
-        return pid
+        for fd in (stdin_r, out_w, err_w, st_w, go_r):
+            os.close(fd)
+        return Prepared(pid, os.pidfd_open(pid), go_w, stdin_w, out_r, err_r, st_r)
+
+    def discard(self, job: Prepared) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(job.pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):  # already reaped by a cleanup
+            os.waitpid(job.pid, 0)
+        for fd in (job.pidfd, job.go, job.stdin_w, job.out_r, job.err_r, job.st_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def spawn_job(self, msg: Msg, cwd: str, program: str, fds: tuple[int, int, int, int]) -> int:
-        """posix_spawn the exec helper, which confines itself as enter_job does and execs `program`."""
+        """posix_spawn the exec helper, which confines itself as enter_job and start_job do and execs
+        `program`."""
         assert self.spawn is not None
         seccomp = bytes(self.seccomp_prog.filter).hex() if self.seccomp_prog else "-"
         args = [
@@ -227,54 +289,66 @@ class Server:
             self.spawn, args, msg["env"], file_actions=actions, setsid=True, setsigdef=[signal.SIGPIPE]
         )
 
-    def enter_job(
-        self, msg: Msg, cwd: str, program: str | None, stdin_r: int, out_w: int, err_w: int, st_w: int
-    ) -> None:
+    def enter_job(self, stdin_r: int, out_w: int, err_w: int, st_w: int, go_r: int) -> None:
+        """What every job needs, done in the prepared process before its request arrives."""
         os.setsid()
-        _write("/proc/self", "oom_score_adj", "1000")  # the job, never the server, is the OOM killer's pick
+        # The job, never the server, is the OOM killer's pick.
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        os.write(fd, b"1000")
+        os.close(fd)
         os.dup2(stdin_r, 0), os.dup2(out_w, 1), os.dup2(err_w, 2), os.dup2(st_w, STATUS_FD)
-        os.set_inheritable(STATUS_FD, False)  # closes on exec: success says nothing
-        os.closerange(STATUS_FD + 1, 65536)
-        os.chdir(cwd)
-        cpu = max(1, int(msg["cpu_s"] + 0.999))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (msg["fsize_bytes"], msg["fsize_bytes"]))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (msg["nofile"], msg["nofile"]))
+        os.dup2(go_r, GO_FD)
+        for fd in (STATUS_FD, GO_FD):
+            os.set_inheritable(fd, False)  # both close on exec: success says nothing
+        os.closerange(GO_FD + 1, 65536)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if self.uid is not None:  # counted per uid host-wide: only meaningful for a uid of our own
-            resource.setrlimit(resource.RLIMIT_NPROC, (msg["pids"], msg["pids"]))
-        if msg.get("rlimit_as"):
-            limit = msg["memory_mb"] << 20
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        if self.seccomp_prog is not None:  # nothing it denies is needed below, setuid included
+            self.seccomp_prog.install()
+        python_streams()
+
+    def start_job(self, order: Msg) -> None:
+        """The request's own limits, the drop to the slot's uid, and the program."""
+        cwd, program = order["cwd"], order["program"]
+        os.chdir(cwd)
+        cpu = max(1, int(order["cpu_s"] + 0.999))
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (order["fsize_bytes"], order["fsize_bytes"]))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (order["nofile"], order["nofile"]))
+        if self.uid is not None:  # counted per uid host-wide: only meaningful for a uid of our own
+            resource.setrlimit(resource.RLIMIT_NPROC, (order["pids"], order["pids"]))
+        if order.get("rlimit_as"):
+            limit = order["memory_mb"] << 20
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         if self.uid is not None:
             os.setgroups([])
             os.setgid(self.uid)
             os.setuid(self.uid)
-        if self.seccomp_prog is not None:
-            self.seccomp_prog.install()
-        env = msg["env"]
-        if msg.get("python"):
-            with open(msg["path"], encoding="utf-8", errors="surrogateescape") as f:
+        env = order["env"]
+        if order.get("python"):
+            with open(order["path"], encoding="utf-8", errors="surrogateescape") as f:
                 source = f.read()
-            run_python(source, msg["path"], cwd, env)
+            run_python(source, order["path"], cwd, env)
         assert program is not None
-        os.execve(program, msg["argv"], env)
+        os.execve(program, order["argv"], env)
 
-    def supervise(
-        self, pid: int, msg: Msg, start: float, stdin_w: int, out_r: int, err_r: int, st_r: int
-    ) -> Msg:
+    def supervise(self, job: Prepared, msg: Msg, start: float) -> Msg:
         """Feed stdin, read capped output, enforce the wall clock; the job ends when its process exits."""
+        pid, pidfd, stdin_w = job.pid, job.pidfd, job.stdin_w
+        out_r, err_r, st_r = job.out_r, job.err_r, job.st_r
         caps = {out_r: msg["output_bytes"], err_r: msg["output_bytes"], st_r: 8192}
         bufs = {out_r: bytearray(), err_r: bytearray(), st_r: bytearray()}
         truncated = {out_r: False, err_r: False, st_r: False}
         data = memoryview(msg["stdin"].encode("utf-8", "surrogateescape"))
         if data:
             os.set_blocking(stdin_w, False)
-        else:
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                data = data[os.write(stdin_w, data[:READ_CHUNK]) :]
+        if not data:
             os.close(stdin_w)
             stdin_w = -1
-        pidfd = os.pidfd_open(pid)
+        if self.ready is None:  # the next job's process, forked while this one runs on the other core
+            self.ready = self.prepare()
         open_fds = {out_r, err_r, st_r}
         deadline = start + msg["wall_s"]
         # RLIMIT_CPU counts whole seconds; below that the job's CPU time is read when it could be spent.
@@ -406,16 +480,17 @@ class Server:
         raise RuntimeError(f"processes of the job survived the cleanup: {self.leftover_pids()}")
 
     def leftover_pids(self) -> list[int]:
+        """The job's processes still alive; never the server or the next job's prepared process."""
+        ours = (os.getpid(), self.ready.pid if self.ready else 0)
         if self.container:
-            me = os.getpid()
             return [
                 int(p)
                 for p in os.listdir("/proc")
-                if p.isdigit() and int(p) not in (1, me) and not _zombie(p)
+                if p.isdigit() and int(p) not in (1, *ours) and not _zombie(p)
             ]
         if "pids" in self.cgroups:  # the server itself is in it too (read afresh: pread shows a stale list)
             with open(os.path.join(self.cgroups["pids"], "cgroup.procs")) as f:
-                return [int(p) for p in f.read().split() if int(p) != os.getpid()]
+                return [int(p) for p in f.read().split() if int(p) not in ours]
         if self.uid is None:
             return []
         found = []
@@ -456,8 +531,8 @@ class Server:
         self.limits_set[key] = value
 
     def memory_reset(self, memory_mb: int, pids: int) -> int:
-        if "pids" in self.cgroups:  # the job's processes, the server and its cleanup helper
-            self.set_limit(self.cgroups["pids"], "pids.max", str(pids + 2))
+        if "pids" in self.cgroups:  # the job's processes, the server, its cleanup helper, a prepared job
+            self.set_limit(self.cgroups["pids"], "pids.max", str(pids + 3))
         if "memory" not in self.cgroups:
             return self.oom_kills() if self.memory_stats else 0
         d = self.cgroups["memory"]
@@ -515,24 +590,46 @@ class Server:
             rfile = os.fdopen(0, "rb", buffering=0)
             wfile = os.fdopen(1, "wb", buffering=0)
         _send(wfile, {"ready": True, "pid": os.getpid()})
+        self.ready = self.prepare()
         while True:
             header = _read_exact(rfile, 4)
             if not header:
+                if self.ready is not None:
+                    self.discard(self.ready)
                 return
             msg = json.loads(_read_exact(rfile, struct.unpack(">I", header)[0]))
-            try:
-                reply = getattr(self, "op_" + msg["op"])(msg)
-            except Exception as e:
-                reply = {
-                    "status": "sandbox_error",
-                    "error": f"{type(e).__name__}: {e}",
-                    "trace": traceback.format_exc(),
-                }
-            _send(wfile, reply)
+            if msg["op"] == "cases":  # one reply per case, each sent as soon as its case ends
+                for stdin in msg["stdins"]:
+                    _send(wfile, self.handle({**msg["exec"], "stdin": stdin}))
+            else:
+                _send(wfile, self.handle(msg))
+
+    def handle(self, msg: Msg) -> Msg:
+        try:
+            return getattr(self, "op_" + msg["op"])(msg)  # type: ignore[no-any-return]
+        except Exception as e:
+            return {
+                "status": "sandbox_error",
+                "error": f"{type(e).__name__}: {e}",
+                "trace": traceback.format_exc(),
+            }
 
     def op_which(self, msg: Msg) -> Msg:
         """Where each command is on the job PATH, or None: which toolchains this image has."""
         return {"ok": True, "found": {c: shutil.which(c, path=msg["path"]) for c in msg["commands"]}}
+
+
+def python_streams() -> None:
+    """sys.stdin, stdout and stderr on fds 0, 1 and 2, as a Python program started with them has."""
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", line_buffering=False
+    )
+    sys.stderr = io.TextIOWrapper(
+        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", write_through=True
+    )
+    for name in ("stdin", "stdout", "stderr"):
+        setattr(sys, f"__{name}__", getattr(sys, name))
 
 
 def run_python(source: str, path: str, cwd: str, env: Msg) -> None:
@@ -547,15 +644,6 @@ def run_python(source: str, path: str, cwd: str, env: Msg) -> None:
     os.environ.update(env)
     sys.argv = [path]
     sys.path[:] = [cwd, *[p for p in sys.path if p]]
-    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
-    sys.stdout = io.TextIOWrapper(
-        io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", line_buffering=False
-    )
-    sys.stderr = io.TextIOWrapper(
-        io.FileIO(2, "w", closefd=False), encoding="utf-8", errors="backslashreplace", write_through=True
-    )
-    for name in ("stdin", "stdout", "stderr"):
-        setattr(sys, f"__{name}__", getattr(sys, name))
     signal.signal(signal.SIGINT, signal.default_int_handler)
     main = type(sys)("__main__")
     main.__file__ = path
@@ -575,8 +663,6 @@ def run_python(source: str, path: str, cwd: str, env: Msg) -> None:
 
 def _python_shutdown(exit_code: int) -> int:
     """What the interpreter does at exit: join threads, run atexit handlers, flush stdout."""
-    import atexit
-
     threading = sys.modules.get("threading")
     try:
         if threading is not None and threading.active_count() > 1:  # joining costs ms: only when needed
@@ -745,6 +831,19 @@ def _read_exact(f: io.RawIOBase, n: int) -> bytes:
             return b""
         buf += chunk
     return buf
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, READ_CHUNK):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _send(f: io.RawIOBase, obj: Msg) -> None:

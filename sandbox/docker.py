@@ -143,13 +143,17 @@ class DockerSlot:
             return f"(no logs: {e})"
 
     def call(self, msg: Message, timeout: float) -> Message:
+        return self.stream(msg, 1, timeout)[0]
+
+    def stream(self, msg: Message, replies: int, timeout: float) -> list[Message]:
         assert self.channel is not None
-        if msg.get("op") == "exec" and msg["memory_mb"] != self.memory_mb:
-            limit = f"{msg['memory_mb'] + SERVER_MEMORY_MB}m"
+        job = msg.get("exec", msg)
+        if job.get("op") == "exec" and job["memory_mb"] != self.memory_mb:
+            limit = f"{job['memory_mb'] + SERVER_MEMORY_MB}m"
             self.container.update(mem_limit=limit, memswap_limit=limit)
-            self.memory_mb = msg["memory_mb"]
+            self.memory_mb = job["memory_mb"]
         try:
-            return self.channel.call(msg, timeout)
+            return self.channel.stream(msg, replies, timeout)
         except SandboxError:
             self.kill()
             raise

@@ -61,7 +61,7 @@ LANGUAGES: dict[str, Language] = {
         Language(
             "c",
             "main.c",
-            compile=("gcc", "-O2", "-std=gnu17", "-pipe", "-o", "{build}/main", "{src}", "-lm"),
+            compile=("gcc", "-O2", "-std=gnu17", "-pipe", "-static", "-o", "{build}/main", "{src}", "-lm"),
             run=("{build}/main",),
             version=("gcc", "--version"),
             apt="gcc",
@@ -69,7 +69,7 @@ LANGUAGES: dict[str, Language] = {
         Language(
             "cpp",
             "main.cpp",
-            compile=("g++", "-O2", "-std=gnu++17", "-pipe", "-o", "{build}/main", "{src}"),
+            compile=("g++", "-O2", "-std=gnu++17", "-pipe", "-static", "-o", "{build}/main", "{src}"),
             run=("{build}/main",),
             version=("g++", "--version"),
             apt="g++",

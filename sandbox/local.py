@@ -21,9 +21,13 @@ When a primitive is missing here, the sandbox still runs and logs one warning na
 contained.
 
 A Python job costs a fork of a server that has the interpreter and common modules loaded, not an
-interpreter start. Other languages start through a small C exec helper (`spawn.c`) that the server
-posix_spawns, with no copy of its page tables; compiled languages compile once per program
-(`run_cases`) and then spawn the binary per test case.
+interpreter start, and that fork happens ahead of time: the server prepares the next job's process
+(fork, session, OOM score, descriptors, seccomp, standard streams) while the current job runs, so a
+request only sends it its limits and program. Other languages start through a small C exec helper
+(`spawn.c`) that the server posix_spawns, with no copy of its page tables; compiled languages compile
+once per program (`run_cases`, C and C++ linked statically: no dynamic loader per run) and then
+spawn the binary per test case. All of a program's test cases travel in one request and come back
+one reply each, so no case waits for a round trip.
 """
 
 from __future__ import annotations
@@ -131,9 +135,12 @@ class LocalSlot:
             raise SandboxError(f"sandbox slot {self.slot} did not start: {hello}")
 
     def call(self, msg: Message, timeout: float) -> Message:
+        return self.stream(msg, 1, timeout)[0]
+
+    def stream(self, msg: Message, replies: int, timeout: float) -> list[Message]:
         assert self.channel is not None
         try:
-            return self.channel.call(msg, timeout)
+            return self.channel.stream(msg, replies, timeout)
         except SandboxError:
             self.kill()
             raise
