@@ -16,6 +16,7 @@ one reply; a `cases` request (one program, many stdins) is answered by one reply
 from __future__ import annotations
 
 # Pre-imported for Python jobs: a forked child finds them loaded.
+import ast  # noqa: F401
 import atexit
 import bisect  # noqa: F401
 import collections  # noqa: F401
@@ -851,8 +852,19 @@ def _send(f: io.RawIOBase, obj: Msg) -> None:
     f.write(struct.pack(">I", len(data)) + data)
 
 
+def preload(modules: dict[str, str]) -> None:
+    """The caller's own modules (a test harness, say), run once here so that jobs import them loaded."""
+    for name, source in modules.items():
+        module = type(sys)(name)
+        module.__file__ = f"<preload {name}>"
+        sys.modules[name] = module
+        exec(compile(source, module.__file__, "exec", dont_inherit=True), module.__dict__)
+
+
 if __name__ == "__main__":
-    server = Server(json.loads(sys.argv[1]))
+    config = json.loads(sys.argv[1])
+    server = Server(config)
+    preload(config.get("preload", {}))
     # Move everything imported so far out of the collector's sight: a forked job's collections then never
     # touch (and so never copy) the server's pages.
     gc.collect()

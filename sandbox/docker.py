@@ -52,8 +52,10 @@ class DockerSlot:
         *,
         cpus: float,
         pids: int,
+        preload: dict[str, str] | None = None,
     ) -> None:
         self.helper = helper
+        self.preload = preload or {}
         self.docker, self.slot, self.image, self.cpus, self.pids = docker, slot, image, cpus, pids
         self.ctl = state_dir / f"ctl{slot}"
         self.ctl.mkdir(mode=0o777, exist_ok=True)
@@ -75,6 +77,7 @@ class DockerSlot:
             "cgroup_version": 1 if Path("/sys/fs/cgroup/memory").is_dir() else 2,
             "seccomp": True,
             "spawn": None if self.helper is None else f"{INSIDE}/spawn",
+            "preload": self.preload,
         }
         if config["cgroup_version"] == 2:
             config["memory_stats"] = "/sys/fs/cgroup"
@@ -187,6 +190,8 @@ class DockerSandbox:
         image: the sandbox image (`make sandbox-image` builds `grpo-coder-sandbox:latest`).
         base_url: the Docker engine; by default DOCKER_HOST, the private engine, or Docker's socket.
         cpus: CPU share of each container.
+        preload: Python modules (name -> source) loaded once in each container's server; see
+            `LocalSandbox`.
     """
 
     def __init__(
@@ -197,6 +202,7 @@ class DockerSandbox:
         base_url: str | None = None,
         cpus: float = 1.0,
         pids: int = 128,
+        preload: dict[str, str] | None = None,
     ) -> None:
         import docker
 
@@ -210,6 +216,8 @@ class DockerSandbox:
         shutil.copy(SERVER, self._state / "server.py")
         os.chmod(self._state / "server.py", 0o644)
         n = workers or os.cpu_count() or 1
+        self.num_workers = n
+        self.preload = dict(preload or {})
         helper = helper_path()  # static: runs in the image whatever its libc
         if helper is not None:
             shutil.copy(helper, self._state / "spawn")
@@ -218,7 +226,9 @@ class DockerSandbox:
         try:
             for i in range(n):
                 self._slots.append(
-                    DockerSlot(self.docker, i, image, self._state, helper, cpus=cpus, pids=pids)
+                    DockerSlot(
+                        self.docker, i, image, self._state, helper, cpus=cpus, pids=pids, preload=preload
+                    )
                 )
         except BaseException:
             self.close_slots()

@@ -60,9 +60,16 @@ class LocalSlot:
     """One slot: a fork server process inside bubblewrap's namespaces, spoken to over its stdin/stdout."""
 
     def __init__(
-        self, slot: int, uid: int | None, isolation: Isolation, state_dir: Path, helper: Path | None
+        self,
+        slot: int,
+        uid: int | None,
+        isolation: Isolation,
+        state_dir: Path,
+        helper: Path | None,
+        preload: dict[str, str] | None = None,
     ) -> None:
         self.slot = slot
+        self.preload = preload or {}
         self.helper = helper
         self.uid = uid
         self.isolation = isolation
@@ -92,6 +99,7 @@ class LocalSlot:
             },
             "cgroup_version": iso.cgroup_version or 1,
             "seccomp": iso.seccomp,
+            "preload": self.preload,
             "spawn": None
             if self.helper is None
             else f"{INSIDE}/spawn"
@@ -177,9 +185,19 @@ class LocalSandbox:
     Args:
         workers: number of slots (fork servers), by default one per core.
         require_isolation: raise instead of warning when an isolation primitive is unavailable.
+        preload: Python modules (name -> source) that each slot's server runs once at start, so that
+            jobs `import` them already loaded: a test harness shared by every job, for example. The
+            source is the caller's trusted code; jobs get a forked copy of the module, as of every
+            pre-imported one.
     """
 
-    def __init__(self, workers: int | None = None, *, require_isolation: bool = False) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        require_isolation: bool = False,
+        preload: dict[str, str] | None = None,
+    ) -> None:
         self.isolation = probe()
         if not self.isolation.complete:
             missing = "\n".join(
@@ -192,13 +210,14 @@ class LocalSandbox:
                 log.warning("SANDBOX ISOLATION IS INCOMPLETE; not contained:\n%s", missing)
                 _warned = True
         self.num_workers = workers or os.cpu_count() or 1
+        self.preload = dict(preload or {})
         self._state = Path(tempfile.mkdtemp(prefix="grpo-sandbox-"))
         os.chmod(self._state, 0o711)
         # A uid per slot, distinct between sandboxes of different processes.
         uid_base = 200_000 + (os.getpid() % 10_000) * 64 if self.isolation.root else None
         helper = helper_path()
         self._slots = [
-            LocalSlot(i, None if uid_base is None else uid_base + i, self.isolation, self._state, helper)
+            LocalSlot(i, None if uid_base is None else uid_base + i, self.isolation, self._state, helper, preload)
             for i in range(self.num_workers)
         ]
         self._pool = SlotPool(
