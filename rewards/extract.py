@@ -71,11 +71,7 @@ def extract_code(
     if not blocks:
         return completion if completion.strip() else None
     aliases = ALIASES.get(language, (language,))
-    pool = (
-        [b for b in blocks if b.tag in aliases]
-        or [b for b in blocks if not b.tag]
-        or blocks
-    )
+    pool = [b for b in blocks if b.tag in aliases] or [b for b in blocks if not b.tag] or blocks
     if entry_point is not None:
         pool = [b for b in pool if defines(b.code, entry_point)] or pool
     pool = [b for b in pool if b.code.strip()]

@@ -98,7 +98,9 @@ class TestCaseGrader:
         self._checkers: dict[str, CheckFn | CheckerProgram] = {}
 
     # -- the protocol -------------------------------------------------------------------------------
-    def grade(self, problem: Problem, completions: Sequence[str], lengths: Sequence[int] | None = None) -> list[Grade]:
+    def grade(
+        self, problem: Problem, completions: Sequence[str], lengths: Sequence[int] | None = None
+    ) -> list[Grade]:
         """One grade per completion of `problem`; `lengths` (token counts) feed the overlong penalty."""
         return self.grade_batch([problem] * len(completions), completions, lengths)
 
@@ -169,7 +171,9 @@ class TestCaseGrader:
             program = extract_code(completion, "python", block=self.block)
         else:  # humaneval and call: the prompt may be code that the completion continues
             prompt = problem.prompt if fmt == "humaneval" or "def " in problem.prompt else ""
-            program = function_program(prompt, completion, problem.entry_point, mode=self.mode, block=self.block)
+            program = function_program(
+                prompt, completion, problem.entry_point, mode=self.mode, block=self.block
+            )
         if program is None:
             job.grade = self._no_code(job)
             return job
@@ -236,8 +240,12 @@ class TestCaseGrader:
         if not done:
             if result.exit_code is not None and result.exit_code < 0:
                 message = f"the test process was killed by signal {-result.exit_code}"
-                return self._grade(job, "runtime_error", passed, total, failure or Failure(message=message), result)
-            return self._error(job, f"the harness ended without a verdict ({result.status.value}): {result.stderr[-2000:]}")
+                return self._grade(
+                    job, "runtime_error", passed, total, failure or Failure(message=message), result
+                )
+            return self._error(
+                job, f"the harness ended without a verdict ({result.status.value}): {result.stderr[-2000:]}"
+            )
         if total == 0:
             return self._error(job, f"problem {job.problem.task_id!r}: its test calls the candidate nowhere")
         if failure is None and passed == total:
@@ -253,7 +261,14 @@ class TestCaseGrader:
             return self._error(job, str(e))
         program = self.sandbox.run_cases(language, code, [t.input or "" for t in tests], limits)
         if program.compile is not None and program.compile.status is Status.COMPILE_ERROR:
-            return self._grade(job, "compile_error", 0, len(tests), Failure(message=program.compile.stderr[-SHOW:]), program.compile)
+            return self._grade(
+                job,
+                "compile_error",
+                0,
+                len(tests),
+                Failure(message=program.compile.stderr[-SHOW:]),
+                program.compile,
+            )
         passed, verdict, failure, time_s = 0, None, None, 0.0
         for test, result in zip(tests, program.results, strict=True):
             time_s += result.time_s
@@ -401,5 +416,3 @@ def _close(a: Any, b: Any, tol: float) -> bool:
 def _valid_text(text: str) -> str:
     """Lone surrogates (invalid UTF-8 read with surrogateescape, or bad JSON escapes) become U+FFFD."""
     return text.encode("utf-8", "replace").decode("utf-8")
-
-

@@ -6,7 +6,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
-
 VERDICTS = (
     "passed", "wrong_answer", "compile_error", "runtime_error", "timeout", "memory_limit", "output_limit",
     "no_code", "sandbox_error",
@@ -81,7 +80,9 @@ class RewardConfig:
         if self.kind not in ("binary", "fraction"):
             raise ValueError(f"reward kind {self.kind!r} is not one of binary, fraction")
         if self.max_length is not None and not 0 <= self.overlong_buffer <= self.max_length:
-            raise ValueError(f"overlong_buffer={self.overlong_buffer} must be within [0, max_length={self.max_length}]")
+            raise ValueError(
+                f"overlong_buffer={self.overlong_buffer} must be within [0, max_length={self.max_length}]"
+            )
 
 
 def shape_reward(
