@@ -279,6 +279,16 @@ def statements(test: str, fmt: str, entry_point: str | None) -> tuple[dict, list
     return {"setup": []}, tree.body, None
 
 
+def prompt_code(prompt: str) -> object:
+    """The prompt compiled; a prompt that ends in a bare signature gets a body so that it compiles."""
+    for source in (prompt, prompt.rstrip() + "\n    ...\n"):
+        try:
+            return compile(source, "prompt.py", "exec", dont_inherit=True)
+        except SyntaxError:
+            pass
+    return compile("", "prompt.py", "exec")
+
+
 def mentions(node: ast.AST, names: set[str]) -> bool:
     return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
 
@@ -290,7 +300,7 @@ def run_tests(h: Harness, spec: dict, names: list[str]) -> None:
         h.emit(total=len(spec["cases"]), names=names)
         if entry not in names:
             for i in range(len(spec["cases"])):
-                h.emit(i=i, ok=False, kind="wrong_answer", msg=f"the program defines no function {entry!r}")
+                h.emit(i=i, ok=False, kind="runtime_error", msg=f"the program defines no function {entry!r}")
             return
         for i, (args, kwargs) in enumerate(spec["cases"]):
             try:
@@ -303,7 +313,7 @@ def run_tests(h: Harness, spec: dict, names: list[str]) -> None:
         return
     env: dict = {"__name__": "__test__", "__builtins__": __builtins__}
     if fmt == "humaneval":
-        exec(compile(spec["prompt"], "prompt.py", "exec"), env)  # the prompt's helpers, e.g. encode_cyclic
+        exec(prompt_code(spec["prompt"]), env)  # the prompt's helpers, e.g. encode_cyclic
     parts, body, argname = statements(spec["test"], fmt, spec.get("entry_point"))
     for node in parts["setup"]:
         exec(compile(ast.Module([node], []), "test.py", "exec"), env)

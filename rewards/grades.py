@@ -12,6 +12,10 @@ VERDICTS = (
 )  # fmt: skip
 
 
+# Runs cut short: their passed tests earn nothing, whatever the reward kind (a timeout is never rewarded).
+UNFINISHED = ("timeout", "memory_limit", "output_limit")
+
+
 @dataclass(frozen=True)
 class Failure:
     """The first failing test, for logs: what went in, what was expected, what came out."""
@@ -61,7 +65,8 @@ class Grader(Protocol):
 class RewardConfig:
     """How a verdict becomes a reward.
 
-    kind: `binary` (1 when every test passes) or `fraction` (tests passed / tests total).
+    kind: `binary` (1 when every test passes) or `fraction` (tests passed / tests total; a run cut
+        short by a timeout, memory or output limit earns 0 for the tests it passed first).
     compile_error_penalty, timeout_penalty: added (use negative values) for those verdicts.
     format_reward: added when the completion put its code in a fenced block of the right language.
     max_length, overlong_buffer, overlong_penalty: DAPO's soft overlong punishment, on token counts:
@@ -97,7 +102,7 @@ def shape_reward(
     """The reward for one graded completion (0.0 for a sandbox_error, which callers must not use)."""
     if verdict == "sandbox_error":
         return 0.0
-    if config.kind == "binary":
+    if config.kind == "binary" or verdict in UNFINISHED:
         reward = 1.0 if verdict == "passed" else 0.0
     else:
         reward = tests_passed / tests_total if tests_total else float(verdict == "passed")
