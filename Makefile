@@ -80,7 +80,7 @@ demo: install
 	$(BIN)/python -m recipes.demo
 
 bench: install
-	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+	@for b in bench/[!_]*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
 
 lint: install
 	$(BIN)/ruff check .

@@ -37,7 +37,7 @@ from typing import Any
 # `import sandbox` finds the package, not this script.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from humaneval_baseline import check_correctness
+from _humaneval_baseline import check_correctness
 
 from rewards import load_problems
 from sandbox import LANGUAGES, Limits, LocalSandbox, RunRequest, Status

