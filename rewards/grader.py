@@ -151,6 +151,11 @@ class TestCaseGrader:
         if language not in LANGUAGES:
             job.grade = self._error(job, f"unknown language {language!r}; known: {', '.join(LANGUAGES)}")
             return job
+        if fmt == "math":
+            job.grade = self._error(
+                job, "math problems are graded by rewards.MathGrader, not by running code"
+            )
+            return job
         if fmt != "stdio" and language != "python":
             job.grade = self._error(job, f"{fmt} problems are graded in Python only, not {language!r}")
             return job

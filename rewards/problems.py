@@ -8,6 +8,7 @@ The format is detected from the columns a row has:
 | mbpp      | task_id, text, test_list                          | the asserts of test_list           |
 | stdio     | task_id, prompt, tests: [{input, output}]         | stdout compared by `checker`       |
 | call      | task_id, prompt, entry_point, tests: [{args, expected}] | return value, serialized     |
+| math      | task_id, prompt, answer                           | MathGrader: the final answer       |
 
 Every row may carry `language` (default python), `time_limit_s` and `memory_mb`. stdio and call rows
 may split their tests into `tests` (public: the reward sees them) and `hidden_tests` (evaluation only).
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Format = Literal["humaneval", "mbpp", "stdio", "call"]
+Format = Literal["humaneval", "mbpp", "stdio", "call", "math"]
 
 # Which columns make a format, checked in this order (call before stdio: both have prompt + tests).
 FORMAT_FIELDS: dict[Format, tuple[str, ...]] = {
@@ -32,6 +33,7 @@ FORMAT_FIELDS: dict[Format, tuple[str, ...]] = {
     "mbpp": ("task_id", "text", "test_list"),
     "call": ("task_id", "prompt", "entry_point", "tests"),
     "stdio": ("task_id", "prompt", "tests"),
+    "math": ("task_id", "prompt", "answer"),  # graded by MathGrader (an extension of DESIGN.md 3.1)
 }
 
 
@@ -61,6 +63,7 @@ class Problem:
     hidden_tests: tuple[TestCase, ...] = ()  # stdio / call: evaluation-only tests
     checker: str = "exact"
     canonical_solution: str | None = None
+    answer: str | None = None  # math: the final answer
     time_limit_s: float | None = None
     memory_mb: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -108,6 +111,13 @@ def parse_problem(row: Mapping[str, Any]) -> Problem:
             test="\n".join([setup, *test_list]).strip() + "\n",
             canonical_solution=row.get("code"),
             metadata={k: v for k, v in row.items() if k not in known | {"code", "test_setup_code"}},
+            **common,
+        )
+    if fmt == "math":
+        return Problem(
+            prompt=str(row["prompt"]),
+            answer=str(row["answer"]),
+            metadata={k: v for k, v in row.items() if k not in known | {"answer"}},
             **common,
         )
     parse = _call_case if fmt == "call" else _stdio_case
