@@ -37,6 +37,8 @@ import select
 import signal
 import struct
 import sys
+from types import CodeType
+from typing import Any
 
 PR_SET_DUMPABLE = 4
 MAX_REPLY = 64 << 20
@@ -47,7 +49,7 @@ class Unsendable(TypeError):
     pass
 
 
-def encode(x: object, depth: int = 0) -> object:
+def encode(x: Any, depth: int = 0) -> Any:
     """Exact built-in types only: anything else (a subclass included) cannot cross."""
     if depth > 200:
         raise Unsendable("nested more than 200 levels deep")
@@ -73,7 +75,7 @@ def encode(x: object, depth: int = 0) -> object:
     raise Unsendable(f"a {t.__module__}.{t.__qualname__} object is not plain data")
 
 
-def _tagged(d: dict) -> object:
+def _tagged(d: dict[str, Any]) -> Any:
     if len(d) != 1:
         raise ValueError(f"bad tagged value {list(d)[:3]}")
     ((tag, v),) = d.items()
@@ -96,12 +98,12 @@ def _tagged(d: dict) -> object:
     raise ValueError(f"unknown tag {tag!r}")
 
 
-def decode(data: bytes) -> object:
+def decode(data: bytes) -> Any:
     """A pipe message: messages are JSON arrays, so every JSON object in one is a tagged value."""
     return json.loads(data, object_hook=_tagged)
 
 
-def untag(x: object) -> object:
+def untag(x: Any) -> Any:
     """A value as `encode` wrote it (inside a JSON line read with plain `json.loads`) back to Python."""
     if isinstance(x, list):
         return [untag(v) for v in x]
@@ -145,7 +147,7 @@ def serve_candidate(requests: int, replies: int) -> None:
     try:
         with open("candidate.py", encoding="utf-8", errors="surrogateescape") as f:
             source = f.read()
-        namespace: dict = {"__name__": "candidate", "__builtins__": __builtins__}
+        namespace: dict[str, Any] = {"__name__": "candidate", "__builtins__": __builtins__}
         try:
             code = compile(source, "candidate.py", "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as e:
@@ -162,8 +164,8 @@ def serve_candidate(requests: int, replies: int) -> None:
             raw = receive_raw(requests)
             if raw is None:
                 os._exit(0)
-            name, args, kwargs = decode(raw)  # type: ignore[misc]
-            reply: list = []
+            name, args, kwargs = decode(raw)
+            reply: list[Any] = []
             try:
                 if not callable(namespace.get(name)):
                     raise NameError(f"the program defines no function {name!r}")
@@ -212,7 +214,7 @@ class Harness:
         line = json.dumps({"n": self.nonce, **fields}, default=repr) + "\n"
         os.write(1, line.encode())
 
-    def call(self, name: str, args: tuple, kwargs: dict) -> object:
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
         if self.gone:
             raise CandidateGone(self.gone)
         self.last_call = _call_text(name, args, kwargs)
@@ -252,7 +254,7 @@ class HarnessError(Exception):
     """The tests cannot be run as written (not a verdict on the candidate)."""
 
 
-def _call_text(name: str, args: tuple, kwargs: dict) -> str:
+def _call_text(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
     return f"{name}({', '.join(parts)})"[:1000]
 
@@ -267,7 +269,9 @@ class Stand:
         return self.harness.call(self.name, args, kwargs)
 
 
-def statements(test: str, fmt: str, entry_point: str | None) -> tuple[dict, list[ast.stmt], str | None]:
+def statements(
+    test: str, fmt: str, entry_point: str | None
+) -> tuple[dict[str, list[ast.stmt]], list[ast.stmt], str | None]:
     """The test's statements, run one by one; for HumanEval the body of `check` with its argument name."""
     tree = ast.parse(test)
     if fmt == "humaneval":
@@ -279,7 +283,7 @@ def statements(test: str, fmt: str, entry_point: str | None) -> tuple[dict, list
     return {"setup": []}, tree.body, None
 
 
-def prompt_code(prompt: str) -> object:
+def prompt_code(prompt: str) -> CodeType:
     """The prompt compiled; a prompt that ends in a bare signature gets a body so that it compiles."""
     for source in (prompt, prompt.rstrip() + "\n    ...\n"):
         try:
@@ -293,7 +297,7 @@ def mentions(node: ast.AST, names: set[str]) -> bool:
     return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
 
 
-def run_tests(h: Harness, spec: dict, names: list[str]) -> None:
+def run_tests(h: Harness, spec: dict[str, Any], names: list[str]) -> None:
     fmt = spec["format"]
     if fmt == "call":
         entry = spec["entry_point"]
@@ -311,7 +315,7 @@ def run_tests(h: Harness, spec: dict, names: list[str]) -> None:
             except CandidateGone as e:
                 h.emit(i=i, ok=False, kind="gone", msg=str(e), input=h.last_call)
         return
-    env: dict = {"__name__": "__test__", "__builtins__": __builtins__}
+    env: dict[str, Any] = {"__name__": "__test__", "__builtins__": __builtins__}
     if fmt == "humaneval":
         exec(prompt_code(spec["prompt"]), env)  # the prompt's helpers, e.g. encode_cyclic
     parts, body, argname = statements(spec["test"], fmt, spec.get("entry_point"))
@@ -334,7 +338,7 @@ def run_tests(h: Harness, spec: dict, names: list[str]) -> None:
     for node in body:
         is_test = node in tests
         h.last_call, h.last_result = None, None
-        failure: dict | None = None
+        failure: dict[str, Any] | None = None
         try:
             exec(compile(ast.Module([node], []), "test.py", "exec"), env)
         except HarnessError:
@@ -360,7 +364,7 @@ def run_tests(h: Harness, spec: dict, names: list[str]) -> None:
             i += 1
 
 
-def _expected(node: ast.stmt, env: dict, counted: set[str]) -> str | None:
+def _expected(node: ast.stmt, env: dict[str, Any], counted: set[str]) -> str | None:
     """For `assert f(x) == y`, what y evaluates to (trusted test code, evaluated in the test process)."""
     if (
         isinstance(node, ast.Assert)

@@ -221,11 +221,12 @@ class TestCaseGrader:
             return self._error(job, f"the tests could not run: {error}")
         if head is not None and head.get("defined") is False:
             kind = _gone_kind(head["msg"]) if head["kind"] == "gone" else head["kind"]
-            failure = Failure(message=_gone_text(head["msg"]) if head["kind"] == "gone" else head["msg"])
-            return self._grade(job, kind, 0, 0, failure, result)
+            undefined = Failure(message=_gone_text(head["msg"]) if head["kind"] == "gone" else head["msg"])
+            return self._grade(job, kind, 0, 0, undefined, result)
         total = int(head["total"]) if head is not None else 0
         outcomes = [ln for ln in lines if "ok" in ln]
-        passed, failure, kind = 0, None, None
+        passed, kind = 0, None
+        failure: Failure | None = None
         for ln in outcomes:
             ok = ln["ok"]
             if ok is None:  # call format: compare here

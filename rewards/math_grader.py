@@ -39,7 +39,7 @@ def final_answer(completion: str) -> str | None:
         return found
     m = ANSWER_IS.findall(completion)
     if m:
-        return m[-1].strip().rstrip(".")
+        return str(m[-1]).strip().rstrip(".")
     numbers = NUMBER.findall(completion)
     return numbers[-1].replace(",", "") if numbers else None
 
@@ -50,7 +50,7 @@ def equivalent(answer: str, gold: str) -> bool:
         from math_verify import parse, verify
     except ImportError:
         return _sympy_equal(answer, gold)
-    g, a = parse(f"${gold}$", parsing_timeout=timeout), parse(f"${answer}$", parsing_timeout=timeout)  # type: ignore[arg-type]
+    g, a = parse(f"${gold}$", parsing_timeout=timeout), parse(f"${answer}$", parsing_timeout=timeout)
     if not g or not a:
         return answer.strip() == gold.strip()
     return bool(verify(g, a, timeout_seconds=timeout))

@@ -217,7 +217,9 @@ class LocalSandbox:
         uid_base = 200_000 + (os.getpid() % 10_000) * 64 if self.isolation.root else None
         helper = helper_path()
         self._slots = [
-            LocalSlot(i, None if uid_base is None else uid_base + i, self.isolation, self._state, helper, preload)
+            LocalSlot(
+                i, None if uid_base is None else uid_base + i, self.isolation, self._state, helper, preload
+            )
             for i in range(self.num_workers)
         ]
         self._pool = SlotPool(
