@@ -89,3 +89,24 @@ def test_time_limit_is_never_rewarded(grader):
     slow = "```python\nimport time\ndef secret(x):\n    while True:\n        pass\n```"
     (grade,) = grader.grade(problem, [slow])
     assert grade.verdict == "timeout" and grade.reward == 0.0
+
+
+@pytest.mark.docker
+def test_docker_backend_grades_the_same(docker_engine):
+    """The harness in warm containers: canonical solutions pass, a sample of hacks does not."""
+    from rewards import TestCaseGrader
+
+    he = [p for p in PROBLEMS if p.format == "humaneval"]
+    hacks = [
+        h
+        for h in HACKS
+        if h.name in ("os_exit_module", "always_equal_object", "atexit_exit_zero", "float_subclass")
+    ]
+    pairs = [(p, p.canonical_solution) for p in he] + [
+        (p, h.completion(p.entry_point)) for h in hacks for p in he
+    ]
+    with TestCaseGrader(backend="docker", workers=2, time_limit_s=1.0) as grader:
+        assert grader.sandbox.preload  # the harness is preloaded in the containers too
+        grades = grader.grade_batch([p for p, _ in pairs], [c for _, c in pairs])
+    assert all(g.passed for g in grades[: len(he)]), grades[: len(he)]
+    assert not any(g.passed for g in grades[len(he) :]) and all(g.verdict != "sandbox_error" for g in grades)

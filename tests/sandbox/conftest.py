@@ -13,24 +13,11 @@ def local_sandbox():
 
 
 @pytest.fixture(scope="session")
-def docker_sandbox():
-    """A DockerSandbox on a real engine: the one that answers, or a private dockerd started (and
-    stopped) here; the image is built first if it is missing (a few minutes, once)."""
-    import shutil
-
-    from sandbox import engine
+def docker_sandbox(docker_engine):
     from sandbox.docker import DockerSandbox
 
-    if not engine.engine_running() and (os.geteuid() != 0 or shutil.which("dockerd") is None):
-        pytest.skip("no Docker engine answers, and dockerd cannot be started here (needs root and docker.io)")
-    started = engine.start_engine()
-    try:
-        engine.build_image()
-        with DockerSandbox(workers=2) as sb:
-            yield sb
-    finally:
-        if started:
-            engine.stop_engine()
+    with DockerSandbox(workers=2) as sb:
+        yield sb
 
 
 @pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
