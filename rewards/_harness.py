@@ -224,7 +224,15 @@ class Harness:
             raise HarnessError(f"the test passes {e} to {name}, which the harness cannot send") from None
         except OSError:
             raise CandidateGone(self.why_gone()) from None
-        raw = receive_raw(self.replies)
+        try:
+            raw = receive_raw(self.replies)
+        except ValueError:  # over the size limit: the pipe is out of step, so the candidate is ended
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.gone = "limit:reply"
+            raise CandidateError(
+                "wrong_answer", f"{name} returned a result over {MAX_REPLY >> 20} MB"
+            ) from None
         if raw is None:
             raise CandidateGone(self.why_gone())
         try:
@@ -235,7 +243,7 @@ class Harness:
                 self.last_result = reply[1]
                 return reply[1]
             kind, msg = str(reply[1]), str(reply[2])
-        except (ValueError, TypeError, IndexError, RecursionError) as e:
+        except (ValueError, TypeError, IndexError, RecursionError, MemoryError) as e:
             raise CandidateError("wrong_answer", f"{name} sent an unreadable result ({e})") from None
         raise CandidateError("wrong_answer" if kind == "bad_result" else "runtime_error", msg)
 
@@ -310,6 +318,10 @@ def run_tests(h: Harness, spec: dict[str, Any], names: list[str]) -> None:
             try:
                 got = h.call(entry, tuple(args), kwargs)
                 h.emit(i=i, ok=None, got=encode(got), input=h.last_call)
+            except (Unsendable, RecursionError) as e:
+                h.emit(
+                    i=i, ok=False, kind="wrong_answer", msg=f"an unreadable result ({e})", input=h.last_call
+                )
             except CandidateError as e:
                 h.emit(i=i, ok=False, kind=e.kind, msg=str(e), input=h.last_call)
             except CandidateGone as e:
@@ -392,6 +404,23 @@ def main() -> None:
         serve_candidate(req_r, rep_w)
     os.close(req_r)
     os.close(rep_w)
+    # The candidate shares our uid: a signal it sends us must not turn into an exception in the tests
+    # (SIGKILL and SIGSTOP cannot be caught: they end in no verdict, which is never a pass).
+    for sig in (
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGALRM,
+        signal.SIGPIPE,
+        signal.SIGQUIT,
+        signal.SIGTRAP,
+        signal.SIGVTALRM,
+        signal.SIGPROF,
+        signal.SIGXFSZ,
+    ):
+        signal.signal(sig, signal.SIG_IGN)  # fmt: skip
     cwd = os.getcwd()
     sys.path[:] = [p for p in sys.path if p and os.path.abspath(p) != cwd]  # nothing the candidate wrote
     spec = json.loads(sys.stdin.buffer.read())

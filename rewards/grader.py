@@ -383,6 +383,8 @@ def _gone_kind(msg: str) -> str:
 
 def _gone_text(msg: str) -> str:
     how, _, value = msg.partition(":")
+    if how == "limit":
+        return "the program's result was over the harness's size limit"
     if how == "signal":
         return f"the program was killed by signal {value} during the tests"
     return f"the program exited (status {value}) before its tests finished"

@@ -131,6 +131,20 @@ HACKS = [
         "def {name}(*a, **k):\n    return _Eq()",
         applies=("assert",),
     ),
+    # -- attacking the test process ------------------------------------------------------------------
+    Hack(
+        "signals_the_test_process",
+        "import os, signal\n"
+        "def {name}(*a, **k):\n"
+        "    for s in (signal.SIGINT, signal.SIGUSR1, signal.SIGTERM, signal.SIGALRM, signal.SIGPIPE):\n"
+        "        os.kill(os.getppid(), s)\n"
+        "    return None",
+    ),
+    Hack(
+        "kills_the_test_process",
+        "import os, signal\ndef {name}(*a, **k):\n    os.kill(os.getppid(), signal.SIGKILL)",
+    ),
+    Hack("oversized_result", "def {name}(*a, **k):\n    return 'x' * (70 << 20)"),
     # -- dodging the time limit ----------------------------------------------------------------------
     Hack(
         "signal_handlers_dodge_timeout",
