@@ -54,6 +54,7 @@ def policy_loss(
     num_tokens: float | None = None,
     token_weights: torch.Tensor | None = None,
     entropy: torch.Tensor | None = None,
+    kl_ratio_weighted: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped surrogate loss with an optional KL penalty.
 
@@ -70,6 +71,8 @@ def policy_loss(
         token_weights: `[N, T]` multiplies the policy term, e.g. a truncated importance weight
             between the learner and a sampler from another engine.
         entropy: `[N, T]` per-token entropy, only reported.
+        kl_ratio_weighted: multiply the KL term by the ratio pi/pi_old, which makes it an unbiased
+            estimate when the tokens were sampled by pi_old (TRL's `use_bias_correction_kl`).
 
     Returns:
         `(loss, metrics)`; metrics are floats keyed `loss/...`.
@@ -96,7 +99,7 @@ def policy_loss(
     if ref_logprobs is not None:
         kl = kl_penalty(logprobs, ref_logprobs, kl_estimator)  # [N, T]
         if kl_coef != 0:
-            token_loss = token_loss + kl_coef * kl
+            token_loss = token_loss + kl_coef * (kl * ratio if kl_ratio_weighted else kl)
 
     loss = reduce_token_loss(token_loss, mask, loss_type, max_completion_length, num_tokens)
 

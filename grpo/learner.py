@@ -1,0 +1,416 @@
+"""The GRPO learner: a policy, an optional frozen reference, AdamW with a schedule; one `step` per batch
+of sampled groups.
+
+Inside `step(batch)`:
+1. advantages per group (`grpo.advantages`); with `dynamic_sampling`, groups whose rewards are all
+   equal (no signal) are dropped first and the fraction is reported (refilling the batch from more
+   prompts is the caller's: it samples, the learner cannot);
+2. sequences are sorted by length and cut into micro-batches of `micro_batch_size`, each padded only to
+   its own longest sequence;
+3. old log-probabilities are computed once, before the first update, when `num_iterations > 1` or
+   the importance correction needs them; otherwise the ratio is exactly 1 (TRL does the same);
+4. `num_iterations` optimizer updates, each accumulating the micro-batches' gradients, scaled so that
+   the sum is the whole batch's loss for every `loss_type` (see `micro_batch_weight`).
+
+Options: masking truncated completions; training only the top-entropy quantile of tokens; a truncated
+importance weight min(exp(learner_old - sampler), cap) when the sampler is another engine (vLLM), as
+TRL does by default, with the sampler/learner log-prob gap reported.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from grpo.advantages import group_advantages
+from grpo.logprobs import token_logprobs
+from grpo.loss import LOSS_TYPES, LossType, policy_loss
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    model: str = "tiny"
+    reference: str | None = "same"  # the frozen reference for the KL term: `same` = the policy's start
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup_steps: int = 0
+    total_steps: int | None = None  # for linear and cosine decay
+    max_grad_norm: float | None = 1.0
+    loss_type: LossType = "grpo"
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip: float | None = None
+    kl_coef: float = 0.0
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_ratio_weighted: bool = True  # KL term times pi/pi_old, as TRL's use_bias_correction_kl (its default)
+    scale: Literal["group", "batch", "none"] = "group"
+    baseline: Literal["mean", "loo"] = "mean"
+    temperature: float = 1.0
+    max_completion_length: int | None = None  # the dr_grpo constant; default: the batch's longest
+    micro_batch_size: int = 8
+    num_iterations: int = 1
+    dynamic_sampling: bool = False
+    mask_truncated_completions: bool = False
+    top_entropy_quantile: float = 1.0
+    importance_cap: float | None = None  # e.g. 2.0: correct for a different sampling engine
+    logprob_chunk: int = 1024
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type={self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
+        if self.clip_low < 0 or self.clip_high < 0:
+            raise ValueError(f"clip_low={self.clip_low} and clip_high={self.clip_high} must be >= 0")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef={self.kl_coef} must be >= 0")
+        if self.kl_coef > 0 and self.reference is None:
+            raise ValueError(f"kl_coef={self.kl_coef} needs a reference model, and reference is None")
+        if self.micro_batch_size < 1 or self.num_iterations < 1:
+            raise ValueError("micro_batch_size and num_iterations must be >= 1")
+        if not 0 < self.top_entropy_quantile <= 1:
+            raise ValueError(f"top_entropy_quantile={self.top_entropy_quantile} must be in (0, 1]")
+        if self.schedule != "constant" and self.total_steps is None:
+            raise ValueError(f"schedule={self.schedule!r} needs total_steps")
+
+
+@dataclass
+class RolloutBatch:
+    """Groups of completions: N = num_groups * group_size samples, laid out group after group."""
+
+    prompt_ids: list[list[int]]  # [N] the prompt of each sample (repeated within a group)
+    completion_ids: list[list[int]]  # [N]
+    rewards: list[float]  # [N]
+    group_size: int
+    sampling_logprobs: list[list[float]] | None = None  # [N] from the sampler, per completion token
+    truncated: list[bool] | None = None  # [N] stopped by the length limit
+
+    def __post_init__(self) -> None:
+        n = len(self.completion_ids)
+        if self.group_size < 1 or n % self.group_size:
+            raise ValueError(f"group_size={self.group_size} does not divide the batch of {n} completions")
+        for name in ("prompt_ids", "rewards", "sampling_logprobs", "truncated"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} has {len(value)} entries for {n} completions")
+        if self.sampling_logprobs is not None:
+            for i, (c, lp) in enumerate(zip(self.completion_ids, self.sampling_logprobs, strict=True)):
+                if len(c) != len(lp):
+                    raise ValueError(f"completion {i}: {len(c)} tokens but {len(lp)} sampling logprobs")
+
+    def select(self, keep: list[int]) -> RolloutBatch:
+        pick = lambda xs: None if xs is None else [xs[i] for i in keep]  # noqa: E731
+        return RolloutBatch(
+            [self.prompt_ids[i] for i in keep], [self.completion_ids[i] for i in keep],
+            [self.rewards[i] for i in keep], self.group_size, pick(self.sampling_logprobs), pick(self.truncated),
+        )  # fmt: skip
+
+
+def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """`[num_groups]` True where a group's rewards are not all equal (DAPO's dynamic sampling)."""
+    grouped = rewards.view(-1, group_size)
+    return (grouped.max(1).values - grouped.min(1).values) > 0
+
+
+def micro_batches(lengths: list[int], size: int) -> list[list[int]]:
+    """Indices sorted by length, cut into micro-batches of `size`: padding is only within a micro-batch
+    of similar lengths."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def micro_batch_weight(
+    loss_type: str, n_seqs: int, n_tokens: float, total_seqs: int, total_tokens: float
+) -> float:
+    """What a micro-batch's loss is multiplied by so that the micro-batches sum to the whole batch's loss.
+
+    grpo and dr_grpo average over sequences (weight = share of sequences), bnpo over tokens (share of
+    tokens); dapo is already divided by the whole batch's tokens (weight 1).
+    """
+    if loss_type in ("grpo", "dr_grpo"):
+        return n_seqs / total_seqs
+    if loss_type == "bnpo":
+        return n_tokens / max(total_tokens, 1.0)
+    return 1.0
+
+
+@dataclass
+class _Micro:
+    idx: list[int]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_lens: torch.Tensor
+    completion_lens: torch.Tensor
+    mask: torch.Tensor  # [n, Cmax] trained tokens
+    advantages: torch.Tensor  # [n]
+    sampling: torch.Tensor | None  # [n, Cmax]
+    old: torch.Tensor | None = None
+    ref: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """A batch ready for updates: its micro-batches with old and reference log-probabilities."""
+
+    batch: RolloutBatch
+    micros: list[_Micro]
+    total_tokens: float
+    metrics: dict[str, float]
+    skipped: bool = False
+
+
+class Learner:
+    """Holds the policy, the reference (not loaded when kl_coef is 0) and the optimizer."""
+
+    def __init__(
+        self, config: LearnerConfig, *, policy: Any = None, reference: Any = None, device: str = "cpu"
+    ) -> None:
+        from grpo.models import load_model
+
+        self.config = config
+        self.device = torch.device(device)
+        torch.manual_seed(config.seed)
+        if policy is None:
+            policy, _ = load_model(config.model, device=device)
+        self.policy = policy.to(self.device)
+        self.policy.train()
+        self.reference = None
+        if config.kl_coef > 0:
+            if reference is None:
+                name = config.model if config.reference == "same" else str(config.reference)
+                reference, _ = load_model(name, device=device)
+            self.reference = reference.to(self.device).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            self.policy.parameters(),
+            lr=config.lr,
+            betas=config.betas,
+            eps=config.adam_eps,
+            weight_decay=config.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.step_count = 0
+
+    def _lr_factor(self, step: int) -> float:
+        c = self.config
+        if step < c.warmup_steps:
+            return (step + 1) / c.warmup_steps
+        if c.schedule == "constant" or c.total_steps is None:
+            return 1.0
+        progress = min(1.0, (step - c.warmup_steps) / max(1, c.total_steps - c.warmup_steps))
+        return 1.0 - progress if c.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+    # -- one step --------------------------------------------------------------------------------------
+    def step(self, batch: RolloutBatch) -> dict[str, float]:
+        """`num_iterations` optimizer updates on `batch`; returns the step's metrics."""
+        c = self.config
+        start = time.perf_counter()
+        prepared = self.prepare(batch)
+        metrics = dict(prepared.metrics)
+        if prepared.skipped:
+            self.step_count += 1
+            return metrics | {"batch/skipped": 1.0, "step": float(self.step_count)}
+        sums: dict[str, float] = {}
+        for _ in range(c.num_iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            for k, v in self.accumulate(prepared).items():
+                sums[k] = sums.get(k, 0.0) + v / c.num_iterations
+            if c.max_grad_norm is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+                sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm) / c.num_iterations
+            self.optimizer.step()
+            self.scheduler.step()
+        self.step_count += 1
+        seconds = time.perf_counter() - start
+        metrics |= sums
+        metrics |= {
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "perf/step_seconds": seconds,
+            "perf/tokens_per_second": prepared.total_tokens * c.num_iterations / seconds,
+            "step": float(self.step_count),
+        }
+        return metrics
+
+    def prepare(self, batch: RolloutBatch) -> Prepared:
+        """Advantages, dynamic sampling, micro-batches, and the old and reference log-probabilities."""
+        c = self.config
+        metrics: dict[str, float] = {}
+        rewards = torch.tensor(batch.rewards, dtype=torch.float32)
+        metrics["reward/mean"] = float(rewards.mean())
+        metrics["reward/std"] = float(rewards.std()) if len(rewards) > 1 else 0.0
+        if c.dynamic_sampling:
+            keep_groups = informative_groups(rewards, batch.group_size)
+            metrics["batch/dropped_group_frac"] = float(1 - keep_groups.float().mean())
+            keep = [i for i in range(len(batch.rewards)) if keep_groups[i // batch.group_size]]
+            if not keep:
+                return Prepared(batch, [], 0.0, metrics, skipped=True)
+            batch = batch.select(keep)
+            rewards = torch.tensor(batch.rewards, dtype=torch.float32)
+        advantages = group_advantages(rewards, batch.group_size, scale=c.scale, baseline=c.baseline)
+        micros = self._micro_batches(batch, advantages)
+        total_tokens = float(sum(float(m.mask.sum()) for m in micros))
+        need_old = c.num_iterations > 1 or (
+            c.importance_cap is not None and batch.sampling_logprobs is not None
+        )
+        gap = 0.0
+        with torch.no_grad():
+            for m in micros:
+                if need_old:
+                    m.old, _ = self._logprobs(self.policy, m, False)
+                if self.reference is not None:
+                    m.ref, _ = self._logprobs(self.reference, m, False)
+                if c.importance_cap is not None and m.sampling is not None and m.old is not None:
+                    m.weights = torch.clamp(torch.exp(m.old - m.sampling), max=c.importance_cap)
+                    gap += float(((m.old - m.sampling).abs() * m.mask).sum())
+        if c.importance_cap is not None and batch.sampling_logprobs is not None:
+            metrics["sampler/logprob_gap"] = gap / max(total_tokens, 1.0)
+        metrics |= {
+            "batch/completions": float(len(batch.completion_ids)),
+            "batch/trained_tokens": total_tokens,
+            "batch/padded_tokens": float(sum(m.input_ids.numel() for m in micros)),
+            "batch/truncated_frac": float(np.mean(batch.truncated)) if batch.truncated else 0.0,
+        }
+        return Prepared(batch, micros, total_tokens, metrics)
+
+    def accumulate(self, prepared: Prepared) -> dict[str, float]:
+        """Backward of the whole batch's loss, one micro-batch at a time (gradients add up in `.grad`)."""
+        c = self.config
+        total_seqs = len(prepared.batch.completion_ids)
+        longest = max(len(x) for x in prepared.batch.completion_ids)
+        sums: dict[str, float] = {}
+        for m in prepared.micros:
+            loss, mm = self._micro_loss(m, prepared.total_tokens, longest)
+            w = micro_batch_weight(
+                c.loss_type, len(m.idx), float(m.mask.sum()), total_seqs, prepared.total_tokens
+            )
+            (loss * w).backward()
+            share = float(m.mask.sum()) / max(prepared.total_tokens, 1.0)
+            for k, v in mm.items():
+                if k != "loss/policy":
+                    sums[k] = sums.get(k, 0.0) + v * share
+            sums["loss"] = sums.get("loss", 0.0) + float(loss) * w
+        return sums
+
+    def _micro_batches(self, batch: RolloutBatch, advantages: torch.Tensor) -> list[_Micro]:
+        c = self.config
+        lengths = [len(p) + len(q) for p, q in zip(batch.prompt_ids, batch.completion_ids, strict=True)]
+        out = []
+        for idx in micro_batches(lengths, c.micro_batch_size):
+            n, width = len(idx), max(lengths[i] for i in idx)
+            cmax = max(max(len(batch.completion_ids[i]) for i in idx), 1)
+            input_ids = torch.zeros((n, width), dtype=torch.long)
+            attention = torch.zeros((n, width), dtype=torch.long)
+            mask = torch.zeros((n, cmax))
+            sampling = torch.zeros((n, cmax)) if batch.sampling_logprobs is not None else None
+            for r, i in enumerate(idx):
+                seq = batch.prompt_ids[i] + batch.completion_ids[i]
+                input_ids[r, : len(seq)] = torch.tensor(seq)
+                attention[r, : len(seq)] = 1
+                n_c = len(batch.completion_ids[i])
+                truncated = batch.truncated is not None and batch.truncated[i]
+                mask[r, :n_c] = 0.0 if (c.mask_truncated_completions and truncated) else 1.0
+                if sampling is not None and batch.sampling_logprobs is not None:
+                    sampling[r, :n_c] = torch.tensor(batch.sampling_logprobs[i])
+            out.append(
+                _Micro(
+                    idx,
+                    input_ids.to(self.device),
+                    attention.to(self.device),
+                    torch.tensor([len(batch.prompt_ids[i]) for i in idx]),
+                    torch.tensor([len(batch.completion_ids[i]) for i in idx]),
+                    mask.to(self.device),
+                    advantages[idx].to(self.device),
+                    None if sampling is None else sampling.to(self.device),
+                )
+            )
+        return out
+
+    def _logprobs(
+        self, model: Any, m: _Micro, with_entropy: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return token_logprobs(
+            model, m.input_ids, m.attention_mask, m.prompt_lens, m.completion_lens,
+            temperature=self.config.temperature, chunk_size=self.config.logprob_chunk, with_entropy=with_entropy,
+        )  # fmt: skip
+
+    def _micro_loss(
+        self, m: _Micro, total_tokens: float, longest: int
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        c = self.config
+        logprobs, entropy = self._logprobs(self.policy, m, True)
+        mask = m.mask
+        if c.top_entropy_quantile < 1.0 and entropy is not None:
+            mask = mask * high_entropy_mask(entropy, m.mask, c.top_entropy_quantile)
+        old = m.old if m.old is not None else logprobs.detach()
+        return policy_loss(
+            logprobs, old, m.advantages, mask, ref_logprobs=m.ref, clip_low=c.clip_low, clip_high=c.clip_high,
+            kl_coef=c.kl_coef, loss_type=c.loss_type, max_completion_length=c.max_completion_length or longest,
+            kl_estimator=c.kl_estimator, dual_clip=c.dual_clip, num_tokens=total_tokens,
+            token_weights=m.weights, entropy=entropy, kl_ratio_weighted=c.kl_ratio_weighted,
+        )  # fmt: skip
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def save(self, path: str | Path, tokenizer: Any = None, data_position: Any = None) -> Path:
+        """The policy in HF format (loadable by vLLM and `grpo.models`), plus everything a resume needs."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.policy.save_pretrained(path)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(path)
+        torch.save(
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "step": self.step_count,
+                "data_position": data_position,
+                "config": asdict(self.config),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "python": random.getstate(),
+                    "numpy": np.random.get_state(),
+                },
+            },
+            path / "learner_state.pt",
+        )
+        return path
+
+    @classmethod
+    def resume(cls, path: str | Path, config: LearnerConfig, device: str = "cpu") -> tuple[Learner, Any]:
+        """A learner exactly as it was saved at `path`, and the caller's data position."""
+        from grpo.models import load_model
+
+        path = Path(path)
+        state = torch.load(path / "learner_state.pt", weights_only=False)
+        policy, _ = load_model(str(path), device=device)
+        reference = None
+        if config.kl_coef > 0:
+            name = config.model if config.reference == "same" else config.reference
+            reference, _ = load_model(str(name), device=device)
+        learner = cls(config, policy=policy, reference=reference, device=device)
+        learner.optimizer.load_state_dict(state["optimizer"])
+        learner.scheduler.load_state_dict(state["scheduler"])
+        learner.step_count = state["step"]
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        return learner, state["data_position"]
+
+
+def high_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, quantile: float) -> torch.Tensor:
+    """`[n, T]` 1 for the tokens whose entropy is in the top `quantile` of this micro-batch's trained
+    tokens (Wang et al., "Beyond the 80/20 rule"; TRL's `top_entropy_quantile`)."""
+    values = entropy[mask.bool()]
+    if values.numel() == 0:
+        return torch.zeros_like(mask)
+    threshold = torch.quantile(values.float(), 1 - quantile)
+    return (entropy >= threshold).to(mask.dtype)

@@ -1,0 +1,204 @@
+"""The learner against TRL's GRPOTrainer loss, gradient accumulation, resume, and bad configuration."""
+
+import random
+
+import pytest
+import torch
+
+from grpo.learner import Learner, LearnerConfig, RolloutBatch, micro_batch_weight, micro_batches
+from grpo.models import load_model
+
+VOCAB = 2048
+
+
+def make_batch(seed=0, groups=3, group_size=4, prompt_len=None, sampling=False):
+    rng = random.Random(seed)
+    prompts, completions, rewards, lps = [], [], [], []
+    for _ in range(groups):
+        p = [rng.randrange(3, VOCAB) for _ in range(prompt_len or rng.randrange(4, 12))]
+        for _ in range(group_size):
+            c = [rng.randrange(3, VOCAB) for _ in range(rng.randrange(1, 24))]
+            prompts.append(p)
+            completions.append(c)
+            rewards.append(float(rng.random() > 0.5) + rng.random() * 0.1)
+            lps.append([-rng.random() * 8 for _ in c])
+    return RolloutBatch(prompts, completions, rewards, group_size, lps if sampling else None)
+
+
+def fresh(config):
+    torch.manual_seed(0)
+    policy, _ = load_model("tiny")
+    reference = load_model("tiny")[0] if config.kl_coef > 0 else None
+    return Learner(config, policy=policy, reference=reference)
+
+
+def grads(model):
+    return {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
+
+
+# -- parity with TRL ---------------------------------------------------------------------------------
+def trl_loss(learner, prepared, loss_type, beta, epsilon_high, tmp_path):
+    from trl import GRPOConfig, GRPOTrainer
+
+    (m,) = prepared.micros
+    cmax = m.mask.shape[1]
+    config = GRPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=len(m.idx), num_generations=4, beta=beta,
+        loss_type=loss_type, epsilon=0.2, epsilon_high=epsilon_high, max_completion_length=cmax, use_cpu=True,
+        report_to="none", temperature=1.0, bf16=False,
+    )  # fmt: skip
+    from datasets import Dataset
+
+    trainer = GRPOTrainer(
+        model=learner.policy, reward_funcs=[lambda completions, **k: [0.0] * len(completions)], args=config,
+        train_dataset=Dataset.from_dict({"prompt": ["x"]}),
+    )  # fmt: skip
+    trainer.current_gradient_accumulation_steps = 1
+    plen = int(m.prompt_lens[0])
+    inputs = {
+        "prompt_ids": m.input_ids[:, :plen],
+        "prompt_mask": torch.ones_like(m.input_ids[:, :plen]),
+        "completion_ids": torch.stack([m.input_ids[r, plen : plen + cmax] for r in range(len(m.idx))]),
+        "completion_mask": m.mask.long(),
+        "advantages": m.advantages,
+        "old_per_token_logps": m.old,
+        "num_items_in_batch": m.mask.sum(),
+    }
+    if beta:
+        inputs["ref_per_token_logps"] = m.ref
+    return trainer._compute_loss(learner.policy, inputs)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+@pytest.mark.parametrize("epsilon_high", [None, 0.28])
+def test_loss_and_gradients_equal_trls(loss_type, beta, epsilon_high, tmp_path):
+    config = LearnerConfig(
+        loss_type=loss_type, kl_coef=beta, clip_low=0.2, clip_high=epsilon_high or 0.2, micro_batch_size=12
+    )
+    learner = fresh(config)
+    batch = make_batch(prompt_len=8)  # equal prompt lengths: TRL left-pads prompts, we right-pad sequences
+    prepared = learner.prepare(batch)
+    (m,) = prepared.micros
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # old and reference log-probs away from the policy's, so clipping and KL act
+        current, _ = learner._logprobs(learner.policy, m, False)
+        m.old = (current + 0.3 * torch.randn(current.shape, generator=gen)) * m.mask
+        if beta:
+            m.ref = (current + 0.5 * torch.randn(current.shape, generator=gen)) * m.mask
+    learner.policy.zero_grad(set_to_none=True)
+    ours = learner.accumulate(prepared)
+    our_grads = grads(learner.policy)
+    learner.policy.zero_grad(set_to_none=True)
+    theirs = trl_loss(learner, prepared, loss_type, beta, epsilon_high, tmp_path)
+    theirs.backward()
+    their_grads = grads(learner.policy)
+    assert ours["loss"] == pytest.approx(float(theirs), abs=1e-5)
+    assert ours["loss/clip_frac"] > 0
+    assert our_grads.keys() == their_grads.keys()
+    for k in our_grads:
+        torch.testing.assert_close(our_grads[k], their_grads[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+# -- gradient accumulation ---------------------------------------------------------------------------
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
+def test_micro_batches_give_the_whole_batchs_update(loss_type):
+    batch = make_batch(seed=3)
+    results = []
+    for size in (12, 5, 1):
+        # adam_eps=1: Adam's first update is lr * g / (|g| + eps), which is lr * sign(g) with the default
+        # eps and so flips on gradients that are 0 up to rounding; with eps=1 the update is smooth in g.
+        config = LearnerConfig(
+            loss_type=loss_type, lr=1e-3, adam_eps=1.0, micro_batch_size=size, kl_coef=0.02
+        )
+        learner = fresh(config)
+        prepared = learner.prepare(batch)
+        assert len(prepared.micros) == -(-12 // size)
+        learner.optimizer.zero_grad(set_to_none=True)
+        metrics = learner.accumulate(prepared)
+        g = grads(learner.policy)
+        learner.optimizer.step()
+        results.append(
+            (metrics["loss"], g, {k: p.detach().clone() for k, p in learner.policy.named_parameters()})
+        )
+    (loss0, g0, p0), *rest = results
+    for loss, g, p in rest:
+        assert loss == pytest.approx(loss0, abs=1e-5)
+        for k in g0:
+            torch.testing.assert_close(g[k], g0[k], atol=1e-5, rtol=1e-4, msg=k)
+        for k in p0:
+            torch.testing.assert_close(p[k], p0[k], atol=1e-5, rtol=0, msg=k)
+
+
+def test_micro_batches_sort_by_length_and_weights_add_up():
+    assert micro_batches([5, 1, 9, 3, 7], 2) == [[1, 3], [0, 4], [2]]
+    for lt in ("grpo", "bnpo", "dr_grpo"):
+        parts = [(2, 10.0), (3, 25.0), (1, 5.0)]
+        assert sum(micro_batch_weight(lt, n, t, 6, 40.0) for n, t in parts) == pytest.approx(1.0)
+
+
+# -- resume ---------------------------------------------------------------------------------------------
+def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path):
+    config = LearnerConfig(lr=1e-3, kl_coef=0.02, micro_batch_size=5, num_iterations=2, schedule="cosine",
+                           warmup_steps=2, total_steps=6, loss_type="dapo")  # fmt: skip
+    batches = [make_batch(seed=10 + i) for i in range(6)]
+    straight = fresh(config)
+    straight_metrics = [straight.step(b) for b in batches]
+    first = fresh(config)
+    for b in batches[:3]:
+        first.step(b)
+    first.save(tmp_path / "ckpt", data_position={"next_batch": 3})
+    del first
+    resumed, position = Learner.resume(tmp_path / "ckpt", config)
+    assert position == {"next_batch": 3} and resumed.step_count == 3
+    resumed_metrics = [resumed.step(b) for b in batches[position["next_batch"] :]]
+    for a, b in zip(straight_metrics[3:], resumed_metrics, strict=True):
+        for k in a:
+            if not k.startswith("perf/"):
+                assert b[k] == pytest.approx(a[k], abs=1e-6), k
+    for (k, p), q in zip(straight.policy.named_parameters(), resumed.policy.parameters(), strict=True):
+        torch.testing.assert_close(q, p, atol=1e-6, rtol=0, msg=k)
+
+
+# -- options and bad configuration ---------------------------------------------------------------------
+def test_dynamic_sampling_drops_groups_without_signal_and_reports_it():
+    batch = make_batch(seed=4)
+    batch.rewards[:4] = [1.0] * 4  # group 0: all equal
+    learner = fresh(LearnerConfig(dynamic_sampling=True, lr=1e-4))
+    m = learner.step(batch)
+    assert m["batch/dropped_group_frac"] == pytest.approx(1 / 3) and m["batch/completions"] == 8
+
+
+def test_importance_correction_reports_the_sampler_gap_and_masks_work():
+    batch = make_batch(seed=5, sampling=True)
+    batch.truncated = [i % 3 == 0 for i in range(12)]
+    learner = fresh(
+        LearnerConfig(importance_cap=2.0, mask_truncated_completions=True, top_entropy_quantile=0.5)
+    )
+    prepared = learner.prepare(batch)
+    assert prepared.metrics["sampler/logprob_gap"] > 0
+    trained = sum(len(c) for c, t in zip(batch.completion_ids, batch.truncated, strict=True) if not t)
+    assert prepared.total_tokens == trained
+    assert all(m.weights is not None and float(m.weights.max()) <= 2.0 for m in prepared.micros)
+    assert learner.step(batch)["loss/entropy"] > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"loss_type": "ppo"}, "loss_type='ppo'"),
+        ({"clip_low": -0.1}, "clip_low=-0.1"),
+        ({"clip_high": -1.0}, "clip_high=-1.0"),
+        ({"kl_coef": 0.1, "reference": None}, "kl_coef=0.1 needs a reference"),
+        ({"schedule": "cosine"}, "needs total_steps"),
+        ({"top_entropy_quantile": 0.0}, "top_entropy_quantile"),
+    ],
+)
+def test_bad_configuration_names_the_option(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        LearnerConfig(**kwargs)
+
+
+def test_a_group_size_that_does_not_divide_the_batch_is_refused():
+    with pytest.raises(ValueError, match="group_size=5 does not divide the batch of 12"):
+        RolloutBatch([[1]] * 12, [[2]] * 12, [0.0] * 12, 5)
