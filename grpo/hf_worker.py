@@ -1,0 +1,109 @@
+"""`HFWorker`: group sampling with `transformers.generate`, batched, with a KV cache.
+
+It serves where vLLM is not installed, and as a reference for the vLLM worker in tests. Each prompt is
+sampled `group_size` times in one batched `generate` call (prompts left-padded); every completion comes
+back with its token ids, text, the log-probability of each sampled token under the
+temperature-scaled distribution (what the learner recomputes), and why it stopped. A completion that
+hits a stop string stops there: its text ends before the stop string, as vLLM's does, and its token ids
+end with the token that completed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from grpo.models import load_model
+from grpo.rollout import Completion, Group, SamplingConfig
+
+
+class HFWorker:
+    """A `RolloutWorker` on an HF causal LM; `batch_size` prompts are sampled per `generate` call."""
+
+    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 8, dtype: Any = None) -> None:
+        self.model, self.tokenizer = load_model(model, device=device, dtype=dtype)
+        self.model.eval()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        groups = []
+        for start in range(0, len(prompts), self.batch_size):
+            groups += self._generate(list(prompts[start : start + self.batch_size]), group_size, sampling)
+        return groups
+
+    def _generate(self, prompts: list[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.device
+        )
+        greedy = sampling.temperature == 0
+        out = self.model.generate(
+            **enc,
+            do_sample=not greedy,
+            temperature=None if greedy else sampling.temperature,
+            top_p=None if greedy else sampling.top_p,
+            top_k=None if greedy or sampling.top_k <= 0 else sampling.top_k,
+            max_new_tokens=sampling.max_tokens,
+            num_return_sequences=group_size,
+            stop_strings=list(sampling.stop) or None,
+            tokenizer=self.tokenizer if sampling.stop else None,
+            return_dict_in_generate=True,
+            output_logits=True,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        width = enc["input_ids"].shape[1]
+        new = out.sequences[:, width:]  # [B * G, steps]
+        logits = torch.stack(out.logits, 1).float()  # [B * G, steps, V]
+        scale = 1.0 if greedy else sampling.temperature
+        logprobs = (
+            (logits / scale).log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        )  # [B * G, steps]
+        groups = []
+        for b, prompt in enumerate(prompts):
+            prompt_ids = enc["input_ids"][b][enc["attention_mask"][b].bool()].tolist()
+            completions = [
+                self._completion(new[r].tolist(), logprobs[r].tolist(), sampling)
+                for r in range(b * group_size, (b + 1) * group_size)
+            ]
+            groups.append(Group(prompt=prompt, prompt_token_ids=prompt_ids, completions=completions))
+        return groups
+
+    def _completion(self, ids: list[int], logprobs: list[float], sampling: SamplingConfig) -> Completion:
+        eos = self.tokenizer.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos])
+        n, reason = len(ids), "length"
+        for i, t in enumerate(ids):
+            if t in eos_ids:
+                n, reason = i + 1, "stop"
+                break
+        text = self.tokenizer.decode(ids[: n - 1] if reason == "stop" else ids[:n], skip_special_tokens=True)
+        if sampling.stop and _first_stop(text, sampling.stop) is not None:
+            for k in range(1, n + 1):  # the first prefix whose text holds a stop string ends the completion
+                prefix = self.tokenizer.decode(ids[:k], skip_special_tokens=True)
+                cut = _first_stop(prefix, sampling.stop)
+                if cut is not None:
+                    n, reason, text = k, "stop", prefix[:cut]
+                    break
+        return Completion(text=text, token_ids=ids[:n], logprobs=logprobs[:n], finish_reason=reason)  # type: ignore[arg-type]
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Copy new weights in place (after a learner step)."""
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, tensor in named_tensors:
+                if name not in params:
+                    raise KeyError(f"the rollout model has no parameter {name!r}")
+                params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+
+
+def _first_stop(text: str, stops: Sequence[str]) -> int | None:
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else None
