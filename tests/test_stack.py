@@ -114,3 +114,17 @@ def test_vllm_samples_n_completions_with_logprobs(tiny_engine):
                 logits = model(ids).logits[0, len(group.prompt_token_ids) - 1 : -1]
             hf = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(c.token_ids)[:, None])[:, 0]
             torch.testing.assert_close(torch.tensor(c.logprobs), hf, atol=2e-3, rtol=0)
+
+
+@pytest.mark.vllm
+def test_vllm_greedy_equals_hf_worker(tiny_engine):
+    """The engine and HFWorker (transformers.generate) pick the same tokens greedily."""
+    from grpo.hf_worker import HFWorker
+    from grpo.rollout import SamplingConfig
+
+    greedy = SamplingConfig(temperature=0.0, max_tokens=10)
+    prompts = ["def add(a, b):\n", "for i in range("]
+    hf = HFWorker(str(tiny_engine.model_path))
+    engine = [g.completions[0].token_ids for g in tiny_engine.generate(prompts, 1, greedy)]
+    assert engine == [g.completions[0].token_ids for g in hf.generate(prompts, 1, greedy)]
+    assert all(len(ids) == 10 for ids in engine)
