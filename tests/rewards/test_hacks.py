@@ -84,7 +84,7 @@ def test_stdio_hack_is_not_rewarded(graded, name):
 
 
 def test_time_limit_is_never_rewarded(grader):
-    """A correct answer that then spins is a timeout, even though some tests passed first."""
+    """A completion that spins until the time limit is a timeout, with reward 0."""
     problem = next(p for p in PROBLEMS if p.task_id == "secret/humaneval")
     slow = "```python\nimport time\ndef secret(x):\n    while True:\n        pass\n```"
     (grade,) = grader.grade(problem, [slow])
