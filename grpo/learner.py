@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,7 +156,6 @@ class _Micro:
     old: torch.Tensor | None = None
     ref: torch.Tensor | None = None
     weights: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -392,11 +391,7 @@ class Learner:
         path = Path(path)
         state = torch.load(path / "learner_state.pt", weights_only=False)
         policy, _ = load_model(str(path), device=device)
-        reference = None
-        if config.kl_coef > 0:
-            name = config.model if config.reference == "same" else config.reference
-            reference, _ = load_model(str(name), device=device)
-        learner = cls(config, policy=policy, reference=reference, device=device)
+        learner = cls(config, policy=policy, device=device)  # the reference, if any, as a fresh run loads it
         learner.optimizer.load_state_dict(state["optimizer"])
         learner.scheduler.load_state_dict(state["scheduler"])
         learner.step_count = state["step"]

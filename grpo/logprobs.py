@@ -40,11 +40,12 @@ def _chunk_logprobs(
     bias: torch.Tensor | None,
     targets: torch.Tensor,
     temperature: float,
+    with_entropy: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     logits = torch.nn.functional.linear(hidden, weight, bias).float() / temperature  # [k, V]
     logp = logits.log_softmax(-1)  # [k, V]
     token = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [k]
-    entropy = -(logp.exp() * logp).sum(-1)  # [k]
+    entropy = -(logp.exp() * logp).sum(-1) if with_entropy else token.new_zeros(0)  # [k] or [0]
     return token, entropy
 
 
@@ -83,10 +84,10 @@ def token_logprobs(
         h, t = picked[start : start + chunk_size], targets[start : start + chunk_size]
         if torch.is_grad_enabled():
             lp, ent = checkpoint(
-                _chunk_logprobs, h, head.weight, head.bias, t, temperature, use_reentrant=False
+                _chunk_logprobs, h, head.weight, head.bias, t, temperature, with_entropy, use_reentrant=False
             )
         else:
-            lp, ent = _chunk_logprobs(h, head.weight, head.bias, t, temperature)
+            lp, ent = _chunk_logprobs(h, head.weight, head.bias, t, temperature, with_entropy)
         tokens.append(lp)
         entropies.append(ent.detach())
     n, cmax = input_ids.shape[0], int(completion_lens.max()) if len(completion_lens) else 0

@@ -277,18 +277,16 @@ class Stand:
         return self.harness.call(self.name, args, kwargs)
 
 
-def statements(
-    test: str, fmt: str, entry_point: str | None
-) -> tuple[dict[str, list[ast.stmt]], list[ast.stmt], str | None]:
-    """The test's statements, run one by one; for HumanEval the body of `check` with its argument name."""
+def statements(test: str, fmt: str) -> tuple[list[ast.stmt], list[ast.stmt], str | None]:
+    """The test's setup and its statements, run one by one; for HumanEval the setup is the module around
+    `check`, the statements are its body, and the name of its argument comes third."""
     tree = ast.parse(test)
     if fmt == "humaneval":
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and node.name == "check" and node.args.args:
-                setup = [n for n in tree.body if n is not node]
-                return {"setup": setup}, node.body, node.args.args[0].arg
+                return [n for n in tree.body if n is not node], node.body, node.args.args[0].arg
         raise HarnessError("the test defines no check(candidate) function")
-    return {"setup": []}, tree.body, None
+    return [], tree.body, None
 
 
 def prompt_code(prompt: str) -> CodeType:
@@ -330,8 +328,8 @@ def run_tests(h: Harness, spec: dict[str, Any], names: list[str]) -> None:
     env: dict[str, Any] = {"__name__": "__test__", "__builtins__": __builtins__}
     if fmt == "humaneval":
         exec(prompt_code(spec["prompt"]), env)  # the prompt's helpers, e.g. encode_cyclic
-    parts, body, argname = statements(spec["test"], fmt, spec.get("entry_point"))
-    for node in parts["setup"]:
+    setup, body, argname = statements(spec["test"], fmt)
+    for node in setup:
         exec(compile(ast.Module([node], []), "test.py", "exec"), env)
     if argname is not None:  # the tests call it as `candidate`, and some by its own name
         env[argname] = env[spec["entry_point"]] = Stand(h, spec["entry_point"])

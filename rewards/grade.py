@@ -25,7 +25,8 @@ from typing import Any
 from tqdm import tqdm
 
 from rewards.grader import TestCaseGrader
-from rewards.grades import VERDICTS, Failure, Grade, RewardConfig, pass_at_k
+from rewards.grades import VERDICTS, Failure, Grade, Grader, RewardConfig, pass_at_k
+from rewards.interop import grade_pairs
 from rewards.problems import Problem, ProblemFormatError, humaneval_path, parse_problem, read_jsonl
 
 
@@ -65,7 +66,7 @@ def read_problems(source: str) -> tuple[dict[str, Problem], dict[str, str]]:
 
 
 def grade_file(
-    grader: TestCaseGrader,
+    grader: Grader,
     problems: dict[str, Problem],
     rejected: dict[str, str],
     completions: Sequence[dict[str, Any]],
@@ -73,7 +74,7 @@ def grade_file(
     chunk: int = 64,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """One result row per completion, in the order given."""
+    """One result row per completion, in the order given, with any grader (see `grade_pairs`)."""
     per_task: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     gradable: list[int] = []
@@ -90,8 +91,10 @@ def grade_file(
     bar = tqdm(total=len(gradable), desc="grading", unit="completion", disable=not progress, file=sys.stderr)
     for start in range(0, len(gradable), chunk):
         part = gradable[start : start + chunk]
-        grades = grader.grade_batch(
-            [problems[completions[i]["task_id"]] for i in part], [completions[i]["completion"] for i in part]
+        grades = grade_pairs(
+            grader,
+            [problems[completions[i]["task_id"]] for i in part],
+            [completions[i]["completion"] for i in part],
         )
         for i, g in zip(part, grades, strict=True):
             rows[i] |= _row(g)
@@ -163,14 +166,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         reward=RewardConfig(kind=args.reward),
     ) as grader:  # fmt: skip
         rows = grade_file(grader, problems, rejected, completions, progress=not args.no_progress)
-    seconds = time.perf_counter() - start
+    write_rows(rows, args.out)
+    print(summary(rows, ks, time.perf_counter() - start), file=sys.stderr)
+    return 0
+
+
+def write_rows(rows: Sequence[dict[str, Any]], out: str | None) -> None:
+    """Result rows as JSONL to `out`, or to stdout."""
     text = "".join(json.dumps(r) + "\n" for r in rows)
-    if args.out:
-        Path(args.out).write_text(text)
+    if out:
+        Path(out).write_text(text)
     else:
         sys.stdout.write(text)
-    print(summary(rows, ks, seconds), file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
