@@ -297,7 +297,7 @@ class Learner:
             for k, v in mm.items():
                 if k != "loss/policy":
                     sums[k] = sums.get(k, 0.0) + v * share
-            sums["loss"] = sums.get("loss", 0.0) + float(loss) * w
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * w
         return sums
 
     def _micro_batches(self, batch: RolloutBatch, advantages: torch.Tensor) -> list[_Micro]:

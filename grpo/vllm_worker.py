@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from grpo.models import resolve_model_path
 from grpo.rollout import Completion, Group, SamplingConfig
@@ -23,8 +25,6 @@ CPU_MIN_HEAD_DIM = 64
 
 
 def cuda_available() -> bool:
-    import torch
-
     return torch.cuda.is_available()
 
 
@@ -74,7 +74,14 @@ class VLLMWorker:
         on_cpu = not cuda_available()
         path = resolve_model_path(model)
         check_engine_can_run(path, on_cpu=on_cpu)
-        kwargs: dict[str, Any] = {"dtype": dtype, "max_model_len": max_model_len, "seed": seed}
+        kwargs: dict[str, Any] = {
+            "dtype": dtype,
+            "max_model_len": max_model_len,
+            "seed": seed,
+            "worker_extension_cls": f"{__name__}.WeightSyncExtension",
+            # The sampled tokens' logprobs after temperature (and top-k/top-p), which the learner recomputes.
+            "logprobs_mode": "processed_logprobs",
+        }
         # CUDA graphs pay off on a GPU; on the CPU, compiling costs 20 s of start-up and gains nothing.
         kwargs["enforce_eager"] = on_cpu if enforce_eager is None else enforce_eager
         if on_cpu:
@@ -94,6 +101,17 @@ class VLLMWorker:
         engine_core = getattr(self.llm.llm_engine, "engine_core", None)
         if engine_core is not None:
             engine_core.shutdown()
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+        """Load new weights (HF names, as the learner's `named_parameters`) into the running engine.
+
+        The tensors travel to the engine's worker processes as raw bytes through `collective_rpc`, and
+        are loaded there by vLLM's in-place reload, which re-packs each layer for its kernels.
+        Returns the number of bytes sent to each worker.
+        """
+        packed = [_pack(name, tensor) for name, tensor in named_tensors]
+        self.llm.collective_rpc("grpo_coder_load_weights", args=(packed,))
+        return sum(len(p[3]) for p in packed)
 
     def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
         params = self._sampling_params(
@@ -126,3 +144,40 @@ def _completion(output: Any) -> Completion:
         logprobs=logprobs,
         finish_reason="length" if output.finish_reason == "length" else "stop",
     )
+
+
+def _pack(name: str, tensor: torch.Tensor) -> tuple[str, str, list[int], bytes]:
+    t = tensor.detach().to("cpu").contiguous()
+    return name, str(t.dtype).removeprefix("torch."), list(t.shape), t.view(torch.uint8).numpy().tobytes()
+
+
+def _unpack(dtype: str, shape: list[int], data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(getattr(torch, dtype)).reshape(shape)
+
+
+class WeightSyncExtension:
+    """Methods vLLM adds to each of its workers (`worker_extension_cls`), called by `collective_rpc`."""
+
+    model_runner: Any
+
+    def grpo_coder_load_weights(self, packed: list[tuple[str, str, list[int], bytes]]) -> None:
+        weights = [(name, _unpack(dtype, shape, data)) for name, dtype, shape, data in packed]
+        self.model_runner.reload_weights(weights_iterator=weights)
+        if not cuda_available():
+            _repack_cpu_embeddings(self.model_runner.get_model())
+
+
+def _repack_cpu_embeddings(model: torch.nn.Module) -> None:
+    """Rebuild the CPU GEMM handles of layers that keep their weight (embeddings and the LM head).
+
+    On the CPU, vLLM packs each weight into a oneDNN handle once. The in-place reload re-packs every
+    layer it loads, but an LM head tied to the input embedding loads nothing of its own, so it would
+    keep multiplying by the old embedding. Its weight is the (reloaded) embedding, so packing it
+    again is enough.
+    """
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if hasattr(module, "cpu_linear") and isinstance(weight, torch.Tensor) and weight.numel() > 0:
+            dispatch_cpu_unquantized_gemm(module, remove_weight=False)
