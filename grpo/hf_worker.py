@@ -10,7 +10,7 @@ end with the token that completed it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,14 +31,19 @@ class HFWorker:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
-    @torch.no_grad()
     def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
+        return [group for batch in self.generate_stream(prompts, group_size, sampling) for _, group in batch]
+
+    @torch.no_grad()
+    def generate_stream(
+        self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig
+    ) -> Iterator[list[tuple[int, Group]]]:
+        """Each batch of `batch_size` prompts' groups, with their prompt's index, as soon as it is done."""
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        groups = []
         for start in range(0, len(prompts), self.batch_size):
-            groups += self._generate(list(prompts[start : start + self.batch_size]), group_size, sampling)
-        return groups
+            groups = self._generate(list(prompts[start : start + self.batch_size]), group_size, sampling)
+            yield list(enumerate(groups, start))
 
     def _generate(self, prompts: list[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(

@@ -4,18 +4,20 @@ The only module of the package that imports ray (DESIGN.md section 2). Workers s
 they are built inside actors by a factory the caller gives (`functools.partial(VLLMWorker, "tiny")`,
 or a Hydra `instantiate` of a config), with resources from `PoolConfig`.
 
-- `RayRolloutPool` is a `RolloutWorker`: the learner cannot tell one worker from forty. It shards the
-  prompts into chunks, spreads the chunks over its actors, and merges the groups back in prompt order.
-  Chunks come back as they finish (`generate_chunks`), so grading can start before generation ends.
+- `RayRolloutPool` is a `RolloutWorker`: the learner cannot tell one worker from forty. It gives each
+  actor one contiguous shard of the prompts and merges the groups back in prompt order. Each actor
+  streams its groups back as its engine finishes them (a Ray streaming generator over the worker's
+  `generate_stream`), so grading starts before generation ends without cutting the engine's batch.
 - Weight sync goes through Ray's object store: one `put` of the learner's weights, one `get` in each
   actor, which hands them to its worker's `load_weights`. Each call reports its time and bytes. An
   actor that Ray restarted comes back with the weights it was built with; the pool sends the current
-  weights' version with every chunk, and an actor that is behind loads them before it generates.
-- Fault tolerance: actors are started with Ray's `max_restarts`. A chunk whose actor dies is logged
-  (actor, node, cause) and resubmitted to another actor, so a step still returns every sample.
+  weights' version with every shard, and an actor that is behind loads them before it generates.
+- Fault tolerance: actors are started with Ray's `max_restarts`. When an actor dies, the prompts of
+  its shard that had not come back are logged (actor, node, cause) and resubmitted to a live actor,
+  so a step still returns every sample.
 - `RayGraderPool` holds one grader per actor (a `TestCaseGrader` with its own `LocalSandbox` or
   `DockerSandbox`, or any plug-in grader), spread over the nodes. `sample_and_grade` sends each group
-  to a grader as soon as its chunk is generated, and grades a `sandbox_error` completion a second
+  to a grader as soon as it is generated, and grades a `sandbox_error` completion a second
   time (on another actor when there is one): it is never dropped and never scored as a wrong answer.
 
 Not built: an NCCL broadcast group for weight sync on GPU clusters. The object-store path works there
@@ -101,16 +103,14 @@ class PoolConfig:
     num_gpus_per_worker: float = 0.0  # a vLLM worker with tensor_parallel_size k needs k
     placement_strategy: str = "SPREAD"  # of the placement group, used when the cluster has several nodes
     max_restarts: int = 2  # Ray restarts a dead actor this many times
-    max_resubmits: int = 2  # a chunk whose actor died is resubmitted at most this many times
-    chunks_per_worker: int = 2  # prompts go out in this many chunks per actor, so results stream
+    max_resubmits: int = 2  # prompts whose actor died are resubmitted at most this many times
     start_timeout_s: float = 900.0  # for every actor to build its worker (a vLLM engine takes 30-60 s)
+    resource_timeout_s: float = 60.0  # for resources that other actors hold to be freed
     env_vars: dict[str, str] = field(default_factory=dict)  # set in every actor's environment
 
     def __post_init__(self) -> None:
         if self.num_workers < 1:
             raise ValueError(f"num_workers must be at least 1, got {self.num_workers}")
-        if self.chunks_per_worker < 1:
-            raise ValueError(f"chunks_per_worker must be at least 1, got {self.chunks_per_worker}")
         if self.placement_strategy not in PLACEMENT_STRATEGIES:
             raise ValueError(
                 f"placement_strategy {self.placement_strategy!r} is not one of {', '.join(PLACEMENT_STRATEGIES)}"
@@ -127,6 +127,16 @@ class WeightSync:
     version: int
 
 
+def _where() -> dict[str, Any]:
+    """Where the calling actor runs, and whether Ray restarted it."""
+    context = ray.get_runtime_context()
+    return {
+        "node_id": context.get_node_id(),
+        "pid": os.getpid(),
+        "restarted": context.was_current_actor_reconstructed,
+    }
+
+
 class _WorkerHost:
     """Runs inside an actor: builds the worker, loads weights when it is behind, and generates."""
 
@@ -135,17 +145,12 @@ class _WorkerHost:
         self.version = 0
 
     def where(self) -> dict[str, Any]:
-        context = ray.get_runtime_context()
-        return {
-            "node_id": context.get_node_id(),
-            "pid": os.getpid(),
-            "restarted": context.was_current_actor_reconstructed,
-        }
+        return _where()
 
     def load_weights(self, version: int, box: list[ray.ObjectRef]) -> int:
         if version != self.version:
             weights: dict[str, torch.Tensor] = ray.get(box[0])
-            self.worker.load_weights(weights.items())  # type: ignore[attr-defined]
+            self.worker.load_weights(weights.items())
             self.version = version
         return self.version
 
@@ -156,30 +161,32 @@ class _WorkerHost:
         sampling: SamplingConfig,
         version: int,
         box: list[ray.ObjectRef] | None,
-    ) -> list[Group]:
+    ) -> Iterator[list[tuple[int, Group]]]:
         if box is not None:
             self.load_weights(version, box)
-        return self.worker.generate(prompts, group_size, sampling)
+        yield from self.worker.generate_stream(prompts, group_size, sampling)
 
 
 @dataclass
-class Chunk:
-    """A slice of one `generate` call's prompts, starting at prompt `start`, sent to one actor."""
+class Shard:
+    """The prompts of one `generate` call sent to one actor; `indices` are their places in the call."""
 
-    start: int
+    indices: list[int]
     prompts: list[str]
     group_size: int
     sampling: SamplingConfig
     worker: int = 0
-    ref: Any = None
+    stream: Any = None  # Ray's ObjectRefGenerator over the actor's batches of finished groups
     submitted_s: float = 0.0
     attempts: int = 0
+    done: set[int] = field(default_factory=set)  # positions in `prompts` whose groups came back
 
 
 @dataclass(frozen=True)
-class ChunkResult:
-    start: int
-    groups: list[Group]
+class Finished:
+    """Groups that finished together, each with its prompt's index in the `generate` call."""
+
+    groups: list[tuple[int, Group]]
     worker: int
     submitted_s: float
     finished_s: float
@@ -226,7 +233,7 @@ class _ActorPool:
                 num_cpus=config.num_cpus_per_worker,
                 num_gpus=config.num_gpus_per_worker,
                 max_restarts=config.max_restarts,
-                max_task_retries=0,  # a chunk lost with its actor is resubmitted here, and logged
+                max_task_retries=0,  # prompts lost with their actor are resubmitted here, and logged
                 runtime_env=runtime_env,
                 **options[i],
             ).remote(factory)
@@ -293,16 +300,31 @@ class _ActorPool:
 
 
 def _check_resources(kind: str, config: PoolConfig) -> None:
-    """Refuse at once a pool the cluster cannot hold now, instead of waiting for resources forever."""
-    total, free = ray.cluster_resources(), ray.available_resources()
-    for resource, each in (("CPU", config.num_cpus_per_worker), ("GPU", config.num_gpus_per_worker)):
-        need = each * config.num_workers
-        if need > free.get(resource, 0):
+    """Refuse a pool the cluster can never hold at once; wait at most `resource_timeout_s` for one that
+    the cluster could hold once other actors let go of their resources."""
+    deadline = time.monotonic() + config.resource_timeout_s
+    while True:
+        total, free = ray.cluster_resources(), ray.available_resources()
+        short = [
+            (resource, each, each * config.num_workers)
+            for resource, each in (("CPU", config.num_cpus_per_worker), ("GPU", config.num_gpus_per_worker))
+            if each * config.num_workers > free.get(resource, 0)
+        ]
+        if not short:
+            return
+        resource, each, need = short[0]
+        message = (
+            f"{kind} pool asks for {config.num_workers} workers x {each:g} {resource} = {need:g} {resource}, "
+            f"but the Ray cluster has {total.get(resource, 0):g} {resource}"
+        )
+        if need > total.get(resource, 0):
+            raise WorkerStartError(message)
+        if time.monotonic() > deadline:
             raise WorkerStartError(
-                f"{kind} pool asks for {config.num_workers} workers x {each:g} {resource} = {need:g} {resource}, "
-                f"but the Ray cluster has {total.get(resource, 0):g} {resource}, of which "
-                f"{free.get(resource, 0):g} are free"
+                f"{message}, of which only {free.get(resource, 0):g} were free for {config.resource_timeout_s:g} s "
+                "(resource_timeout_s): other actors hold the rest"
             )
+        time.sleep(0.2)
 
 
 def _cause(error: BaseException) -> str:
@@ -336,65 +358,76 @@ class RayRolloutPool:
 
     def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
         groups: list[Group | None] = [None] * len(prompts)
-        for result in self.generate_chunks(prompts, group_size, sampling):
-            groups[result.start : result.start + len(result.groups)] = result.groups
-        return groups  # type: ignore[return-value]  # every slot is filled once every chunk is back
+        for finished in self.generate_stream(prompts, group_size, sampling):
+            for i, group in finished:
+                groups[i] = group
+        return groups  # type: ignore[return-value]  # every prompt's group is back
 
-    def submit(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Chunk]:
+    def generate_stream(
+        self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig
+    ) -> Iterator[list[tuple[int, Group]]]:
+        for finished in self.results(self.submit(prompts, group_size, sampling)):
+            yield finished.groups
+
+    def submit(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Shard]:
         """Start generating; collect with `results` (one-step-off-policy callers do a learner step between)."""
         live = self._pool.alive()
-        size = max(1, math.ceil(len(prompts) / (len(live) * self.config.chunks_per_worker)))
+        size = max(1, math.ceil(len(prompts) / len(live)))
         return [
-            self._send(
-                Chunk(start, list(prompts[start : start + size]), group_size, sampling), live[k % len(live)]
-            )
+            self._send(Shard(list(range(start, min(start + size, len(prompts)))), list(prompts[start : start + size]),
+                             group_size, sampling), live[k])
             for k, start in enumerate(range(0, len(prompts), size))
-        ]
+        ]  # fmt: skip
 
-    def results(self, chunks: list[Chunk]) -> Iterator[ChunkResult]:
-        """Each chunk's groups as it finishes; a chunk whose actor died is resubmitted and logged."""
-        pending = {c.ref: c for c in chunks}
+    def results(self, shards: list[Shard]) -> Iterator[Finished]:
+        """Groups as they finish; the unfinished prompts of an actor that died are resubmitted and logged."""
+        pending = {shard.stream: shard for shard in shards}
         while pending:
-            [done], _ = ray.wait(list(pending), num_returns=1)
-            chunk = pending.pop(done)
+            [stream], _ = ray.wait(list(pending), num_returns=1)
+            shard = pending[stream]
             try:
-                groups = ray.get(done)
-            except RayActorError as e:
-                retry = self._resubmit(chunk, e)
-                pending[retry.ref] = retry
+                batch: list[tuple[int, Group]] = ray.get(next(stream))
+            except StopIteration:
+                del pending[stream]
                 continue
-            yield ChunkResult(chunk.start, groups, chunk.worker, chunk.submitted_s, time.perf_counter())
+            except RayActorError as e:
+                del pending[stream]
+                retry = self._resubmit(shard, e)
+                pending[retry.stream] = retry
+                continue
+            shard.done.update(i for i, _ in batch)
+            groups = [(shard.indices[i], group) for i, group in batch]
+            yield Finished(groups, shard.worker, shard.submitted_s, time.perf_counter())
 
-    def generate_chunks(
-        self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig
-    ) -> Iterator[ChunkResult]:
-        return self.results(self.submit(prompts, group_size, sampling))
-
-    def _send(self, chunk: Chunk, worker: int) -> Chunk:
-        chunk.worker, chunk.submitted_s = worker, time.perf_counter()
-        chunk.ref = self.actors[worker].generate.remote(
-            chunk.prompts, chunk.group_size, chunk.sampling, self.version, self._weights
+    def _send(self, shard: Shard, worker: int) -> Shard:
+        shard.worker, shard.submitted_s = worker, time.perf_counter()
+        shard.stream = (
+            self.actors[worker]
+            .generate.options(num_returns="streaming")
+            .remote(shard.prompts, shard.group_size, shard.sampling, self.version, self._weights)
         )
-        return chunk
+        return shard
 
-    def _resubmit(self, chunk: Chunk, error: RayActorError) -> Chunk:
-        who, last = self._pool.describe(chunk.worker), chunk.start + len(chunk.prompts) - 1
-        if chunk.attempts >= self.config.max_resubmits:
+    def _resubmit(self, shard: Shard, error: RayActorError) -> Shard:
+        left = [k for k in range(len(shard.prompts)) if k not in shard.done]
+        who = self._pool.describe(shard.worker)
+        if shard.attempts >= self.config.max_resubmits:
             raise RuntimeError(
-                f"prompts {chunk.start}-{last} lost their rollout worker {chunk.attempts + 1} times "
+                f"{len(left)} prompts lost their rollout worker {shard.attempts + 1} times "
                 f"(max_resubmits={self.config.max_resubmits}); last: {who}: {_cause(error)}"
             ) from error
-        self._pool.mark_dead(chunk.worker)
+        self._pool.mark_dead(shard.worker)
         live = self._pool.alive()
-        target = live[chunk.attempts % len(live)]
+        target = live[shard.attempts % len(live)]
         log.warning(
-            "%s died while generating prompts %d-%d: %s; resubmitted them to rollout worker %d "
-            "(Ray restarts the dead actor up to %d times)",
-            who, chunk.start, last, _cause(error), target, self.config.max_restarts,
+            "%s died while generating; %d of its %d prompts had not come back: %s; resubmitted them to rollout "
+            "worker %d (Ray restarts the dead actor up to %d times)",
+            who, len(left), len(shard.prompts), _cause(error), target, self.config.max_restarts,
         )  # fmt: skip
         self.resubmits += 1
-        chunk.attempts += 1
-        return self._send(chunk, target)
+        retry = Shard([shard.indices[k] for k in left], [shard.prompts[k] for k in left], shard.group_size,
+                      shard.sampling, attempts=shard.attempts + 1)  # fmt: skip
+        return self._send(retry, target)
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> WeightSync:
         """Put the weights in the object store once; every actor gets and loads them before returning."""
@@ -403,7 +436,7 @@ class RayRolloutPool:
         nbytes = sum(t.numel() * t.element_size() for t in weights.values())
         self.version += 1
         self._weights = [ray.put(weights)]
-        # A restarting actor is not waited for: it loads these weights before its next chunk.
+        # A restarting actor is not waited for: it loads these weights before its next shard.
         live = self._pool.alive()
         refs = {i: self.actors[i].load_weights.remote(self.version, self._weights) for i in live}
         for i, ref in refs.items():
@@ -427,12 +460,7 @@ class _GraderHost:
         self.takes_lengths = "lengths" in inspect.signature(self.grader.grade).parameters
 
     def where(self) -> dict[str, Any]:
-        context = ray.get_runtime_context()
-        return {
-            "node_id": context.get_node_id(),
-            "pid": os.getpid(),
-            "restarted": context.was_current_actor_reconstructed,
-        }
+        return _where()
 
     def grade(
         self, problem: Any, completions: list[str], lengths: list[int]
@@ -483,7 +511,7 @@ class RayGraderPool:
 class StepTimeline:
     """When each piece of a step ran, in seconds from the step's start (for logs and `bench/rollout.py`)."""
 
-    generation: list[tuple[float, float]] = field(default_factory=list)  # per chunk: submitted, finished
+    generation: list[tuple[float, float]] = field(default_factory=list)  # per batch: submitted, came back
     grading: list[tuple[float, float]] = field(default_factory=list)  # per group: started, finished
     total_s: float = 0.0
     regraded: int = 0  # completions graded a second time after a sandbox_error
@@ -521,11 +549,11 @@ def sample_and_grade(
         job.worker, ref = graders.submit(problems[job.prompt], texts, lengths, avoid=avoid)
         pending[ref] = job
 
-    for result in pool.generate_chunks(prompts, group_size, sampling):
-        timeline.generation.append((result.submitted_s - t0, result.finished_s - t0))
-        for offset, group in enumerate(result.groups):
-            groups[result.start + offset] = group
-            send(_GradeJob(result.start + offset, list(range(len(group.completions)))))
+    for finished in pool.results(pool.submit(prompts, group_size, sampling)):
+        timeline.generation.append((finished.submitted_s - t0, finished.finished_s - t0))
+        for i, group in finished.groups:
+            groups[i] = group
+            send(_GradeJob(i, list(range(len(group.completions)))))
     while pending:
         [done], _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(done)

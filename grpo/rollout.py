@@ -7,9 +7,9 @@ those log-probabilities as `old_logprobs` and the token ids to recompute its own
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 FinishReason = Literal["stop", "length"]
 
@@ -46,4 +46,14 @@ class Group:
 class RolloutWorker(Protocol):
     def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
         """One group per prompt, in the order of `prompts`."""
+        ...
+
+    def generate_stream(
+        self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig
+    ) -> Iterator[list[tuple[int, Group]]]:
+        """The same groups, as they finish: batches of (index in `prompts`, group)."""
+        ...
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> object:
+        """Take new weights (HF parameter names, as the learner's `named_parameters`) before the next call."""
         ...

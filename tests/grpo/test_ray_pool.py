@@ -40,7 +40,7 @@ def pool(ray_local):
 
     pool = RayRolloutPool(
         functools.partial(VLLMWorker, "tiny", max_model_len=512, seed=0),
-        PoolConfig(num_workers=2, num_cpus_per_worker=1, chunks_per_worker=2),
+        PoolConfig(num_workers=2, num_cpus_per_worker=1),
     )
     yield pool
     pool.shutdown()
@@ -57,9 +57,9 @@ def learner_logprobs(model, group, completion, temperature):
 
 def test_pool_samples_every_group_in_order_with_the_learners_logprobs(pool):
     sampling = SamplingConfig(temperature=0.8, max_tokens=16, seed=3)
-    chunks = list(pool.generate_chunks(PROMPTS, 4, sampling))
-    assert {c.worker for c in chunks} == {0, 1}  # both actors generated
-    groups = [g for c in sorted(chunks, key=lambda c: c.start) for g in c.groups]
+    batches = list(pool.results(pool.submit(PROMPTS, 4, sampling)))
+    assert {b.worker for b in batches} == {0, 1}  # both actors generated
+    groups = [g for _, g in sorted(pair for b in batches for pair in b.groups)]
     assert [g.prompt for g in groups] == PROMPTS
     model, tokenizer = load_model("tiny")
     gaps = []
@@ -139,19 +139,23 @@ def test_groups_are_graded_as_they_come_and_sandbox_errors_are_graded_again(pool
     assert timeline.regraded == 3  # the first group's three completions, graded a second time
     verdicts = [grade.verdict for gs in grades for grade in gs]
     assert "sandbox_error" not in verdicts and set(verdicts) <= set(VERDICTS)
-    assert len(timeline.generation) == 4 and len(timeline.grading) == 5
+    assert timeline.generation and len(timeline.grading) == 5  # 4 groups, and the first one again
 
 
 def test_a_worker_killed_mid_generation_loses_no_sample(pool, caplog):
     caplog.set_level(logging.WARNING, logger="grpo.ray_pool")
-    sampling = SamplingConfig(temperature=1.0, max_tokens=48, seed=5)
-    results = pool.results(pool.submit(PROMPTS, 4, sampling))
-    first = next(results)  # that actor is now on its second chunk
-    ray.kill(pool.actors[first.worker], no_restart=False)
-    chunks = [first, *results]
-    groups = [g for c in sorted(chunks, key=lambda c: c.start) for g in c.groups]
+    # Stop strings end the groups at different steps, so each actor streams its shard in several batches.
+    sampling = SamplingConfig(temperature=1.0, max_tokens=64, seed=5, stop=("e", "t"))
+    shards = pool.submit(PROMPTS, 2, sampling)
+    results = pool.results(shards)
+    first = next(results)
+    victim = next(s for s in shards if len(s.done) < len(s.prompts))  # an actor still generating
+    ray.kill(pool.actors[victim.worker], no_restart=False)
+    batches = [first, *results]
+    groups = [g for _, g in sorted(pair for b in batches for pair in b.groups)]
     assert [g.prompt for g in groups] == PROMPTS
-    assert all(len(g.completions) == 4 and all(c.token_ids for c in g.completions) for g in groups)
-    lost = [r for r in caplog.records if "died while generating" in r.getMessage()]
-    assert len(lost) == 1 and f"rollout worker {first.worker} (actor " in lost[0].getMessage()
+    assert all(len(g.completions) == 2 and all(c.token_ids for c in g.completions) for g in groups)
+    lost = [r.getMessage() for r in caplog.records if "died while generating" in r.getMessage()]
+    assert len(lost) == 1 and lost[0].startswith(f"rollout worker {victim.worker} (actor ")
+    assert f"{len(victim.prompts) - len(victim.done)} of its 4 prompts had not come back" in lost[0]
     assert pool.resubmits == 1
