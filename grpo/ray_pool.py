@@ -65,9 +65,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, timeout
     """
     if ray.is_initialized():
         return
-    os.environ.setdefault(
-        "RAY_AUTH_MODE", "disabled"
-    )  # Ray 2.60 otherwise writes an auth token (DESIGN.md 6)
+    # Ray 2.60 otherwise writes an auth token (DESIGN.md section 6).
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if address not in (None, "", "local", "auto"):
         _probe(address, timeout_s)
     try:
@@ -96,7 +95,7 @@ def _probe(address: str, timeout_s: float) -> None:
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """Where and how many actors a pool starts. Keys are the names used in `recipes/configs/rollout/`."""
+    """Where and how many actors a pool starts, and how it treats the ones that die."""
 
     num_workers: int = 2
     num_cpus_per_worker: float = 1.0
@@ -474,7 +473,7 @@ class _GraderHost:
 
 
 class RayGraderPool:
-    """`num_workers` graders in Ray actors; `grade` is asynchronous and returns an `ObjectRef`."""
+    """`num_workers` graders in Ray actors; `submit` returns at once with the actor and an `ObjectRef`."""
 
     def __init__(self, make_grader: Callable[[], Any], config: PoolConfig | None = None) -> None:
         self.config = config or PoolConfig()
