@@ -42,7 +42,7 @@ from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 from ray.util.placement_group import PlacementGroup, placement_group, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from grpo.rollout import Group, RolloutWorker, SamplingConfig
+from grpo.rollout import Group, RolloutWorker, SamplingConfig, in_prompt_order
 
 log = logging.getLogger(__name__)
 
@@ -345,7 +345,6 @@ class RayRolloutPool:
         self.version = 0
         self._weights: list[ray.ObjectRef] | None = None
         self.resubmits = 0
-        self.last_sync: WeightSync | None = None
 
     @property
     def actors(self) -> list[Any]:
@@ -356,11 +355,7 @@ class RayRolloutPool:
         return self._pool.nodes
 
     def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
-        groups: list[Group | None] = [None] * len(prompts)
-        for finished in self.generate_stream(prompts, group_size, sampling):
-            for i, group in finished:
-                groups[i] = group
-        return groups  # type: ignore[return-value]  # every prompt's group is back
+        return in_prompt_order(self.generate_stream(prompts, group_size, sampling), len(prompts))
 
     def generate_stream(
         self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig
@@ -444,8 +439,7 @@ class RayRolloutPool:
             except RayActorError as e:
                 self._pool.mark_dead(i)
                 log.warning("%s died while loading weights: %s", self._pool.describe(i), _cause(e))
-        self.last_sync = WeightSync(time.perf_counter() - start, nbytes, len(refs), self.version)
-        return self.last_sync
+        return WeightSync(time.perf_counter() - start, nbytes, len(refs), self.version)
 
     def shutdown(self) -> None:
         self._pool.shutdown()

@@ -57,3 +57,15 @@ class RolloutWorker(Protocol):
     def load_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> object:
         """Take new weights (HF parameter names, as the learner's `named_parameters`) before the next call."""
         ...
+
+
+def in_prompt_order(batches: Iterable[list[tuple[int, Group]]], num_prompts: int) -> list[Group]:
+    """Collect `generate_stream`'s batches of (prompt index, group) into one group per prompt, in order."""
+    groups: list[Group | None] = [None] * num_prompts
+    for batch in batches:
+        for i, group in batch:
+            groups[i] = group
+    missing = [i for i, g in enumerate(groups) if g is None]
+    if missing:
+        raise RuntimeError(f"no group came back for prompts {missing}")
+    return groups  # type: ignore[return-value]  # none is None

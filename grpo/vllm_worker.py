@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from grpo.models import resolve_model_path
-from grpo.rollout import Completion, Group, SamplingConfig
+from grpo.rollout import Completion, Group, SamplingConfig, in_prompt_order
 
 CPU_MIN_HEAD_DIM = 64
 
@@ -117,11 +117,7 @@ class VLLMWorker:
         return sum(len(p[3]) for p in packed)
 
     def generate(self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig) -> list[Group]:
-        groups: list[Group | None] = [None] * len(prompts)
-        for finished in self.generate_stream(prompts, group_size, sampling):
-            for i, group in finished:
-                groups[i] = group
-        return groups  # type: ignore[return-value]  # every prompt's group has finished
+        return in_prompt_order(self.generate_stream(prompts, group_size, sampling), len(prompts))
 
     def generate_stream(
         self, prompts: Sequence[str], group_size: int, sampling: SamplingConfig
