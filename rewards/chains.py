@@ -1,0 +1,202 @@
+"""The embedded default's problems: `f(x)` described in words as a chain of 1-3 integer primitives.
+
+    Add 3 to x, then square the result, then take the minimum of the result and 5.
+
+Each problem has a reference solution (one line per step, so a small model can learn the mapping from
+phrase to line), public tests (the reward) and hidden tests (evaluation).
+
+The space of chains is split three ways, by the chain alone, so the splits never change with the seed
+or the number of problems drawn:
+- `heldout`: chains with an adjacent pair of primitive kinds from `HELDOUT_PAIRS`. Training never
+  shows these compositions, so held-out pass@1 measures generalisation, not recall.
+- `validation`: a tenth of the other chains, picked by a stable hash of the chain.
+- `train`: the rest.
+
+Rows are in the call format of DESIGN.md §3.1 (`tests` public, `hidden_tests` hidden). With
+`fmt="humaneval"` they are in HumanEval format instead: `test` holds a `check(candidate)` with the
+hidden tests.
+
+    python -m rewards.chains --split train --n 500 --seed 0 --out train.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+SPLITS = ("train", "validation", "heldout")
+FORMATS = ("call", "humaneval")
+ENTRY_POINT = "f"
+CONSTANTS = range(2, 10)
+TEST_INPUTS = range(-30, 31)
+
+
+@dataclass(frozen=True)
+class Primitive:
+    kind: str
+    phrase: str  # how the step reads; {k} is the constant, {what} is "x" or "the result"
+    code: str  # one line: x = ...
+    apply: Callable[[int, int], int]
+    takes_k: bool = True
+
+
+PRIMITIVES = {
+    p.kind: p
+    for p in (
+        Primitive("add", "add {k} to {what}", "x = x + {k}", lambda x, k: x + k),
+        Primitive("sub", "subtract {k} from {what}", "x = x - {k}", lambda x, k: x - k),
+        Primitive("mul", "multiply {what} by {k}", "x = x * {k}", lambda x, k: x * k),
+        Primitive("floordiv", "floor-divide {what} by {k}", "x = x // {k}", lambda x, k: x // k),
+        Primitive("mod", "take {what} modulo {k}", "x = x % {k}", lambda x, k: x % k),
+        Primitive("square", "square {what}", "x = x * x", lambda x, k: x * x, takes_k=False),
+        Primitive("negate", "negate {what}", "x = -x", lambda x, k: -x, takes_k=False),
+        Primitive("abs", "take the absolute value of {what}", "x = abs(x)", lambda x, k: abs(x), takes_k=False),
+        Primitive("max", "take the maximum of {what} and {k}", "x = max(x, {k})", lambda x, k: max(x, k)),
+        Primitive("min", "take the minimum of {what} and {k}", "x = min(x, {k})", lambda x, k: min(x, k)),
+    )
+}
+KINDS = tuple(PRIMITIVES)
+
+
+def _stable_bucket(text: str, buckets: int) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % buckets
+
+
+# A fifth of the ordered pairs of distinct kinds, fixed by a hash so the held-out set never moves.
+HELDOUT_PAIRS = frozenset(
+    (a, b) for a in KINDS for b in KINDS if a != b and _stable_bucket(f"pair:{a}>{b}", 5) == 0
+)
+
+Step = tuple[str, int]  # (kind, constant; 0 for kinds without one)
+
+
+def split_of(chain: tuple[Step, ...]) -> str:
+    """Which split a chain belongs to; a pure function of the chain."""
+    kinds = [kind for kind, _ in chain]
+    if any(pair in HELDOUT_PAIRS for pair in zip(kinds, kinds[1:])):
+        return "heldout"
+    return "validation" if _stable_bucket(f"chain:{chain}", 10) == 0 else "train"
+
+
+def describe(chain: tuple[Step, ...]) -> str:
+    parts = []
+    for i, (kind, k) in enumerate(chain):
+        phrase = PRIMITIVES[kind].phrase.format(k=k, what="x" if i == 0 else "the result")
+        parts.append(phrase if i == 0 else "then " + phrase)
+    text = ", ".join(parts)
+    return text[0].upper() + text[1:] + ". Return the result."
+
+
+def evaluate(chain: tuple[Step, ...], x: int) -> int:
+    for kind, k in chain:
+        x = PRIMITIVES[kind].apply(x, k)
+    return x
+
+
+def solution(chain: tuple[Step, ...]) -> str:
+    """The reference body, in HumanEval completion mode (it continues the prompt)."""
+    lines = [PRIMITIVES[kind].code.format(k=k) for kind, k in chain]
+    return "".join(f"    {line}\n" for line in [*lines, "return x"])
+
+
+def prompt(chain: tuple[Step, ...], example: int) -> str:
+    return (
+        f"def {ENTRY_POINT}(x: int) -> int:\n"
+        f'    """{describe(chain)}\n'
+        f"    >>> {ENTRY_POINT}({example})\n"
+        f"    {evaluate(chain, example)}\n"
+        f'    """\n'
+    )
+
+
+def _random_chain(rng: random.Random) -> tuple[Step, ...]:
+    length = rng.choices((1, 2, 3), weights=(1, 2, 2))[0]
+    chain: list[Step] = []
+    while len(chain) < length:
+        kind = rng.choice(KINDS)
+        if chain and chain[-1][0] == kind:
+            continue
+        chain.append((kind, rng.choice(CONSTANTS) if PRIMITIVES[kind].takes_k else 0))
+    return tuple(chain)
+
+
+def problem_row(chain: tuple[Step, ...], task_id: str, rng: random.Random, *, fmt: str = "call",
+                public: int = 3, hidden: int = 10) -> dict[str, Any]:
+    inputs = rng.sample(TEST_INPUTS, public + hidden + 1)
+    example, public_in, hidden_in = inputs[0], inputs[1 : 1 + public], inputs[1 + public :]
+    row: dict[str, Any] = {
+        "task_id": task_id,
+        "prompt": prompt(chain, example),
+        "entry_point": ENTRY_POINT,
+        "canonical_solution": solution(chain),
+    }
+    if fmt == "humaneval":
+        asserts = "".join(f"    assert candidate({x}) == {evaluate(chain, x)}\n" for x in public_in + hidden_in)
+        row["test"] = f"def check(candidate):\n{asserts}"
+    else:
+        row["tests"] = [{"args": [x], "expected": evaluate(chain, x)} for x in public_in]
+        row["hidden_tests"] = [{"args": [x], "expected": evaluate(chain, x)} for x in hidden_in]
+    return row
+
+
+def generate(split: str, n: int, seed: int = 0, *, fmt: str = "call", public: int = 3,
+             hidden: int = 10) -> list[dict[str, Any]]:
+    """`n` distinct problems of `split`, the same for the same arguments."""
+    if split not in SPLITS:
+        raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if n < 0 or public < 0 or hidden < 1:
+        raise ValueError(f"need n >= 0, public >= 0 and hidden >= 1 (got n={n}, public={public}, hidden={hidden})")
+    rng = random.Random(f"chains:{split}:{seed}")
+    seen: set[tuple[Step, ...]] = set()
+    rows: list[dict[str, Any]] = []
+    for _ in range(200 * n + 1000):
+        if len(rows) == n:
+            break
+        chain = _random_chain(rng)
+        if chain in seen or split_of(chain) != split:
+            continue
+        seen.add(chain)
+        rows.append(problem_row(chain, f"chains/{split}/{seed}/{len(rows)}", rng, fmt=fmt, public=public,
+                                hidden=hidden))
+    if len(rows) < n:
+        raise ValueError(f"could only draw {len(rows)} distinct {split} chains of the {n} asked for")
+    return rows
+
+
+def sft_rows(split: str = "train", n: int = 500, seed: int = 0) -> list[dict[str, str]]:
+    """Labelled examples for SFT: the problem's prompt and its reference solution."""
+    return [{"prompt": r["prompt"], "response": r["canonical_solution"]} for r in generate(split, n, seed)]
+
+
+def code_documents(split: str = "train", n: int = 500, seed: int = 0) -> list[dict[str, str]]:
+    """Whole programs (prompt + solution) as code documents, for fill-in-the-middle training."""
+    return [{"text": r["prompt"] + r["canonical_solution"]} for r in generate(split, n, seed)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write chain problems as JSONL.")
+    parser.add_argument("--split", choices=SPLITS, default="train")
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--format", choices=FORMATS, default="call")
+    parser.add_argument("--out", help="JSONL file; stdout when absent")
+    args = parser.parse_args(argv)
+    rows = generate(args.split, args.n, args.seed, fmt=args.format)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    main()
