@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from grpo.fim import FimConfig, ensure_fim_tokens
-from grpo.sft_data import DataStats, Source, SFTDataError, mix, resolve_template, tokenize
+from grpo.sft_data import DataStats, SFTDataError, Source, mix, resolve_template, tokenize
 
 RESULT_FILE = "sft_result.json"
 METRICS_FILE = "metrics.jsonl"
@@ -88,12 +88,18 @@ def prepare_data(
                 f"eval_fraction {config.eval_fraction} of {len(examples)} examples leaves none to train on"
             )
         eval_examples, examples = examples[:n_eval], examples[n_eval:]
-    kwargs = {"template": template, "max_length": config.max_length, "overlong": config.overlong,
-              "fim": config.fim, "fim_tokens": fim_tokens}
+    kwargs = {
+        "template": template,
+        "max_length": config.max_length,
+        "overlong": config.overlong,
+        "fim": config.fim,
+        "fim_tokens": fim_tokens,
+    }
     train_cols, stats = tokenize(examples, tokenizer, seed=config.seed, **kwargs)  # type: ignore[arg-type]
     eval_cols, eval_stats = (
         tokenize(eval_examples, tokenizer, seed=config.seed + 1, **kwargs)  # type: ignore[arg-type]
-        if eval_examples else (None, None)
+        if eval_examples
+        else (None, None)
     )
     return PreparedData(train_cols, eval_cols, stats, eval_stats)
 
@@ -138,7 +144,9 @@ def _metrics_callback(path: Path) -> Any:
     return MetricsFile()
 
 
-def train_sft(model: Any, tokenizer: Any, data: PreparedData, args: Any, *, resume: bool = False) -> SFTResult:
+def train_sft(
+    model: Any, tokenizer: Any, data: PreparedData, args: Any, *, resume: bool = False
+) -> SFTResult:
     """Train, evaluate before and after, save the final model and tokenizer to `output_dir/final`."""
     from datasets import Dataset
     from trl import SFTTrainer

@@ -128,10 +128,16 @@ def to_example(row: Mapping[str, Any], source: Source, index: int) -> Example:
         if not isinstance(messages, list) or not messages:
             raise SFTDataError(f"{where}: {source.messages_field!r} is not a non-empty list of messages")
         for m in messages:
-            if not isinstance(m, Mapping) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            if (
+                not isinstance(m, Mapping)
+                or not isinstance(m.get("role"), str)
+                or not isinstance(m.get("content"), str)
+            ):
                 raise SFTDataError(f"{where}: every message needs a string 'role' and 'content', got {m!r}")
         if messages[-1]["role"] != "assistant":
-            raise SFTDataError(f"{where}: the last message is from {messages[-1]['role']!r}, not the assistant")
+            raise SFTDataError(
+                f"{where}: the last message is from {messages[-1]['role']!r}, not the assistant"
+            )
         prompt = [{"role": m["role"], "content": m["content"]} for m in messages[:-1]]
         return Example(source.name, index, prompt=prompt, response=messages[-1]["content"])
     missing = [f for f in (source.prompt_field, source.response_field) if not isinstance(row.get(f), str)]
@@ -157,7 +163,9 @@ def mix(sources: Sequence[Source], seed: int) -> list[Example]:
         passes, part = divmod(source.weight, 1)
         out += examples * int(passes) + rng.sample(examples, round(part * len(examples)))
     if not out:
-        raise SFTDataError(f"the mix of {', '.join(s.name for s in sources)} is empty: every weight rounds to 0 rows")
+        raise SFTDataError(
+            f"the mix of {', '.join(s.name for s in sources)} is empty: every weight rounds to 0 rows"
+        )
     return out
 
 
@@ -199,11 +207,17 @@ def encode(example: Example, tokenizer: Any, template: str | None) -> tuple[list
         prompt = tokenizer(example.prompt)["input_ids"]
         response = tokenizer(example.response, add_special_tokens=False)["input_ids"] + [eos]
         return prompt + response, [IGNORE] * len(prompt) + response
-    messages = [{"role": "user", "content": example.prompt}] if isinstance(example.prompt, str) else example.prompt
-    prompt_text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
-                                                chat_template=template)
-    full_text = tokenizer.apply_chat_template([*messages, {"role": "assistant", "content": example.response}],
-                                              tokenize=False, chat_template=template)
+    messages = (
+        [{"role": "user", "content": example.prompt}] if isinstance(example.prompt, str) else example.prompt
+    )
+    prompt_text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, chat_template=template
+    )
+    full_text = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": example.response}],
+        tokenize=False,
+        chat_template=template,
+    )
     prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     full = tokenizer(full_text, add_special_tokens=False)["input_ids"]
     n = 0  # the response starts where the two tokenisations part

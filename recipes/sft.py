@@ -49,8 +49,14 @@ def build_source(spec: DictConfig) -> Source:
 
 def data_config(cfg: DictConfig, seed: int) -> DataConfig:
     fim = FimConfig(**cfg.fim) if cfg.get("fim") else None
-    return DataConfig(template=cfg.template, max_length=cfg.max_length, overlong=cfg.overlong,
-                      eval_fraction=cfg.eval_fraction, fim=fim, seed=seed)
+    return DataConfig(
+        template=cfg.template,
+        max_length=cfg.max_length,
+        overlong=cfg.overlong,
+        eval_fraction=cfg.eval_fraction,
+        fim=fim,
+        seed=seed,
+    )
 
 
 def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import random
 import sys
@@ -56,7 +57,9 @@ PRIMITIVES = {
         Primitive("mod", "take {what} modulo {k}", "x = x % {k}", lambda x, k: x % k),
         Primitive("square", "square {what}", "x = x * x", lambda x, k: x * x, takes_k=False),
         Primitive("negate", "negate {what}", "x = -x", lambda x, k: -x, takes_k=False),
-        Primitive("abs", "take the absolute value of {what}", "x = abs(x)", lambda x, k: abs(x), takes_k=False),
+        Primitive(
+            "abs", "take the absolute value of {what}", "x = abs(x)", lambda x, k: abs(x), takes_k=False
+        ),
         Primitive("max", "take the maximum of {what} and {k}", "x = max(x, {k})", lambda x, k: max(x, k)),
         Primitive("min", "take the minimum of {what} and {k}", "x = min(x, {k})", lambda x, k: min(x, k)),
     )
@@ -79,7 +82,7 @@ Step = tuple[str, int]  # (kind, constant; 0 for kinds without one)
 def split_of(chain: tuple[Step, ...]) -> str:
     """Which split a chain belongs to; a pure function of the chain."""
     kinds = [kind for kind, _ in chain]
-    if any(pair in HELDOUT_PAIRS for pair in zip(kinds, kinds[1:])):
+    if any(pair in HELDOUT_PAIRS for pair in itertools.pairwise(kinds)):
         return "heldout"
     return "validation" if _stable_bucket(f"chain:{chain}", 10) == 0 else "train"
 
@@ -126,8 +129,15 @@ def _random_chain(rng: random.Random) -> tuple[Step, ...]:
     return tuple(chain)
 
 
-def problem_row(chain: tuple[Step, ...], task_id: str, rng: random.Random, *, fmt: str = "call",
-                public: int = 3, hidden: int = 10) -> dict[str, Any]:
+def problem_row(
+    chain: tuple[Step, ...],
+    task_id: str,
+    rng: random.Random,
+    *,
+    fmt: str = "call",
+    public: int = 3,
+    hidden: int = 10,
+) -> dict[str, Any]:
     inputs = rng.sample(TEST_INPUTS, public + hidden + 1)
     example, public_in, hidden_in = inputs[0], inputs[1 : 1 + public], inputs[1 + public :]
     row: dict[str, Any] = {
@@ -137,7 +147,9 @@ def problem_row(chain: tuple[Step, ...], task_id: str, rng: random.Random, *, fm
         "canonical_solution": solution(chain),
     }
     if fmt == "humaneval":
-        asserts = "".join(f"    assert candidate({x}) == {evaluate(chain, x)}\n" for x in public_in + hidden_in)
+        asserts = "".join(
+            f"    assert candidate({x}) == {evaluate(chain, x)}\n" for x in public_in + hidden_in
+        )
         row["test"] = f"def check(candidate):\n{asserts}"
     else:
         row["tests"] = [{"args": [x], "expected": evaluate(chain, x)} for x in public_in]
@@ -145,15 +157,18 @@ def problem_row(chain: tuple[Step, ...], task_id: str, rng: random.Random, *, fm
     return row
 
 
-def generate(split: str, n: int, seed: int = 0, *, fmt: str = "call", public: int = 3,
-             hidden: int = 10) -> list[dict[str, Any]]:
+def generate(
+    split: str, n: int, seed: int = 0, *, fmt: str = "call", public: int = 3, hidden: int = 10
+) -> list[dict[str, Any]]:
     """`n` distinct problems of `split`, the same for the same arguments."""
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
     if n < 0 or public < 0 or hidden < 1:
-        raise ValueError(f"need n >= 0, public >= 0 and hidden >= 1 (got n={n}, public={public}, hidden={hidden})")
+        raise ValueError(
+            f"need n >= 0, public >= 0 and hidden >= 1 (got n={n}, public={public}, hidden={hidden})"
+        )
     rng = random.Random(f"chains:{split}:{seed}")
     seen: set[tuple[Step, ...]] = set()
     rows: list[dict[str, Any]] = []
@@ -164,8 +179,11 @@ def generate(split: str, n: int, seed: int = 0, *, fmt: str = "call", public: in
         if chain in seen or split_of(chain) != split:
             continue
         seen.add(chain)
-        rows.append(problem_row(chain, f"chains/{split}/{seed}/{len(rows)}", rng, fmt=fmt, public=public,
-                                hidden=hidden))
+        rows.append(
+            problem_row(
+                chain, f"chains/{split}/{seed}/{len(rows)}", rng, fmt=fmt, public=public, hidden=hidden
+            )
+        )
     if len(rows) < n:
         raise ValueError(f"could only draw {len(rows)} distinct {split} chains of the {n} asked for")
     return rows

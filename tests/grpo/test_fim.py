@@ -89,8 +89,16 @@ def test_missing_sentinels_are_added_and_embeddings_resized():
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<eos>")
     assert fim_tokens_for(tokenizer) is None
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(vocab), hidden_size=64, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1))
+    model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(vocab),
+            hidden_size=64,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+            num_key_value_heads=1,
+        )
+    )
     before = model.get_input_embeddings().weight.detach().clone()
     tokens, added = ensure_fim_tokens(tokenizer, model)
     assert tokens == QWEN and added == [QWEN.prefix, QWEN.middle, QWEN.suffix, QWEN.pad]
@@ -116,5 +124,5 @@ def test_known_sentinel_sets_are_found():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match=r"fim.rate must be in \[0, 1\], got 1.5"):
         FimConfig(rate=1.5)
-    with pytest.raises(ValueError, match="fim.unit 'word'"):
+    with pytest.raises(ValueError, match=r"fim.unit 'word'"):
         FimConfig(unit="word")

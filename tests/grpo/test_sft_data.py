@@ -4,7 +4,7 @@ and clear errors for bad rows, empty data and over-long examples."""
 import pytest
 import torch
 
-from grpo.fim import FimConfig, QWEN
+from grpo.fim import QWEN, FimConfig
 from grpo.models import load_model, load_tokenizer
 from grpo.sft_data import (
     IGNORE,
@@ -32,7 +32,7 @@ def smollm2_tokenizer():
 
 
 def learned_text(tokenizer, ids, labels):
-    return tokenizer.decode([i for i, label in zip(ids, labels) if label != IGNORE])
+    return tokenizer.decode([i for i, label in zip(ids, labels, strict=False) if label != IGNORE])
 
 
 def test_smollm2_template_masks_the_prompt(smollm2_tokenizer):
@@ -49,9 +49,13 @@ def test_smollm2_template_masks_the_prompt(smollm2_tokenizer):
     text = tok.decode(ids)
     assert text.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
     assert "def add(a, b)" in text  # the earlier turn is context ...
-    assert learned_text(tok, ids, labels) == "def sub(a, b):\n    return a - b<|im_end|>\n"  # ... not a target
+    assert (
+        learned_text(tok, ids, labels) == "def sub(a, b):\n    return a - b<|im_end|>\n"
+    )  # ... not a target
     n_prompt = labels.index(next(label for label in labels if label != IGNORE))
-    prompt = tok.apply_chat_template(source.rows[0]["messages"][:-1], tokenize=False, add_generation_prompt=True)
+    prompt = tok.apply_chat_template(
+        source.rows[0]["messages"][:-1], tokenize=False, add_generation_prompt=True
+    )
     assert tok.decode(ids[:n_prompt]) == prompt
     assert all(label == IGNORE for label in labels[:n_prompt]) and labels[n_prompt:] == ids[n_prompt:]
 
@@ -60,7 +64,9 @@ def test_prompt_response_rows_under_a_template_and_as_plain_text(smollm2_tokeniz
     tok = smollm2_tokenizer
     ex = Example("s", 0, prompt="Say hi.", response="hi")
     ids, labels = encode(ex, tok, tok.chat_template)
-    assert tok.decode(ids).endswith("<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\nhi<|im_end|>\n")
+    assert tok.decode(ids).endswith(
+        "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\nhi<|im_end|>\n"
+    )
     assert learned_text(tok, ids, labels) == "hi<|im_end|>\n"
     ids, labels = encode(ex, tok, None)
     assert tok.decode(ids) == "Say hi.hi<|im_end|>"
@@ -83,9 +89,11 @@ def test_mixing_weights_and_fim_counts(tiny):
     b = Source("b", chains.sft_rows("train", 40, seed=1), weight=0.5)
     code = Source("code", chains.code_documents("train", 100, seed=2), kind="code", weight=1.0)
     examples = mix([a, b, code], seed=0)
-    assert [sum(e.source == s for e in examples) for s in "a b code".split()] == [80, 20, 100]
+    assert [sum(e.source == s for e in examples) for s in ["a", "b", "code"]] == [80, 20, 100]
     assert len({e.index for e in examples if e.source == "b"}) == 20  # a half, without repeats
-    cols, stats = tokenize(examples, tok, template=None, max_length=512, fim=FimConfig(rate=0.5), fim_tokens=QWEN)
+    cols, stats = tokenize(
+        examples, tok, template=None, max_length=512, fim=FimConfig(rate=0.5), fim_tokens=QWEN
+    )
     assert stats.rows == {"a": 80, "b": 20, "code": 100}
     assert 30 <= stats.fim <= 70
     prefix_id = tok.convert_tokens_to_ids(QWEN.prefix)
@@ -105,14 +113,17 @@ def test_overlong_examples_are_truncated_or_dropped_and_counted(tiny):
     assert (stats.truncated, stats.dropped) == (0, 2) and len(cols["input_ids"]) == 2
     assert "2 dropped for length" in stats.line()
     long_prompt = [{"prompt": "x = 1\n" * 100, "response": "y"}]  # truncation would leave no target
-    with pytest.raises(SFTDataError, match="no example is left to train on: 1 examples .* 1 dropped"):
+    with pytest.raises(SFTDataError, match=r"no example is left to train on: 1 examples .* 1 dropped"):
         tokenize(mix([Source("p", long_prompt)], 0), tok, template=None, max_length=64)
 
 
 def test_bad_rows_and_empty_data_are_named(tmp_path):
     source = Source("mine", [{"prompt": "a", "response": "b"}, {"prompt": "a", "answer": "b"}])
-    with pytest.raises(SFTDataError, match=r"source 'mine' row 1 .* 'prompt' and 'response' .*missing or not "
-                                           r"text: response; fields: answer, prompt\)"):
+    with pytest.raises(
+        SFTDataError,
+        match=r"source 'mine' row 1 .* 'prompt' and 'response' .*missing or not "
+        r"text: response; fields: answer, prompt\)",
+    ):
         mix([source], 0)
     bad_chat = Source("c", [{"messages": [{"role": "user", "content": "hi"}]}])
     with pytest.raises(SFTDataError, match="source 'c' row 0: the last message is from 'user'"):
@@ -137,12 +148,18 @@ def test_packed_documents_do_not_attend_to_each_other(tiny):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     model, tok = tiny
-    cols, _ = tokenize(mix([Source("s", chains.sft_rows("train", 3, seed=0))], 0), tok, template=None, max_length=512)
-    examples = [{"input_ids": i, "labels": lab} for i, lab in zip(cols["input_ids"], cols["labels"])]
+    cols, _ = tokenize(
+        mix([Source("s", chains.sft_rows("train", 3, seed=0))], 0), tok, template=None, max_length=512
+    )
+    examples = [
+        {"input_ids": i, "labels": lab} for i, lab in zip(cols["input_ids"], cols["labels"], strict=False)
+    ]
     batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)(examples)
     assert batch["input_ids"].shape == (1, sum(len(i) for i in cols["input_ids"]))
     with torch.no_grad():
-        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        packed = model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False
+        ).logits[0]
         start = 0
         for ids in cols["input_ids"]:
             alone = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]

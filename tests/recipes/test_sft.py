@@ -35,15 +35,18 @@ def compose_sft(overrides):
 def tiny_sft(tmp_path_factory):
     """40 steps of the default recipe (tiny from scratch on 500 chain problems): about a minute here."""
     out = tmp_path_factory.mktemp("sft") / "tiny"
-    cfg = compose_sft([f"output_dir={out}", "trainer.max_steps=40", "trainer.eval_steps=20",
-                       "trainer.save_steps=20", *FAST])
+    cfg = compose_sft(
+        [f"output_dir={out}", "trainer.max_steps=40", "trainer.eval_steps=20", "trainer.save_steps=20", *FAST]
+    )
     return out, run(cfg)
 
 
 def test_tiny_sft_lowers_held_out_loss_and_writes_its_outputs(tiny_sft):
     out, result = tiny_sft
-    print(f"tiny SFT: {result.steps} steps in {result.seconds:.0f} s, held-out loss "
-          f"{result.eval_loss_before:.3f} -> {result.eval_loss_after:.3f}")
+    print(
+        f"tiny SFT: {result.steps} steps in {result.seconds:.0f} s, held-out loss "
+        f"{result.eval_loss_before:.3f} -> {result.eval_loss_after:.3f}"
+    )
     assert result.steps == 40
     assert result.eval_loss_after < 0.25 * result.eval_loss_before  # about 7.7 -> 0.6 here
     assert json.loads((out / RESULT_FILE).read_text())["model_dir"] == str((out / FINAL_DIR).resolve())
@@ -61,13 +64,20 @@ def test_tiny_sft_lowers_held_out_loss_and_writes_its_outputs(tiny_sft):
 def test_checkpoint_loads_in_the_learner_and_generates(tiny_sft):
     _, result = tiny_sft
     prompts = [r["prompt"] for r in chains.generate("validation", 4, seed=9)]
-    groups = HFWorker(result.model_dir).generate(prompts, 2, SamplingConfig(temperature=1.0, max_tokens=40, seed=0))
+    groups = HFWorker(result.model_dir).generate(
+        prompts, 2, SamplingConfig(temperature=1.0, max_tokens=40, seed=0)
+    )
     texts = [c.text for g in groups for c in g.completions]
     assert sum(t.startswith("    x = ") for t in texts) >= 6, texts  # it writes the body's first step
     learner = Learner(LearnerConfig(model=result.model_dir, lr=1e-5))
     samples = [(g, c) for g in groups for c in g.completions]
-    batch = RolloutBatch([g.prompt_token_ids for g, _ in samples], [c.token_ids for _, c in samples],
-                         [float(i % 2) for i in range(len(samples))], 2, [c.logprobs for _, c in samples])
+    batch = RolloutBatch(
+        [g.prompt_token_ids for g, _ in samples],
+        [c.token_ids for _, c in samples],
+        [float(i % 2) for i in range(len(samples))],
+        2,
+        [c.logprobs for _, c in samples],
+    )
     metrics = learner.step(batch)
     assert torch.isfinite(torch.tensor(metrics["loss"])) and metrics["grad_norm"] > 0
 
@@ -85,7 +95,9 @@ def test_checkpoint_generates_in_vllm_as_in_hf(tiny_sft):
     finally:
         engine.close()
     assert [g.completions[0].token_ids for g in vllm] == [g.completions[0].token_ids for g in hf]
-    assert all(g.completions[0].text.startswith("    x = ") for g in vllm), [g.completions[0].text for g in vllm]
+    assert all(g.completions[0].text.startswith("    x = ") for g in vllm), [
+        g.completions[0].text for g in vllm
+    ]
 
 
 def middle_loss(model_dir, docs):
@@ -110,8 +122,17 @@ def test_fim_training_fills_held_out_middles_better(tmp_path):
     docs = [r["text"] for r in chains.code_documents("validation", 60, seed=4)]
     losses = {}
     for rate in (0.0, 0.5):
-        cfg = compose_sft([f"output_dir={tmp_path / str(rate)}", "data=chains_fim", f"data.fim.rate={rate}",
-                           "trainer.max_steps=60", "+trainer.eval_strategy=no", "+trainer.save_strategy=no", *FAST])
+        cfg = compose_sft(
+            [
+                f"output_dir={tmp_path / str(rate)}",
+                "data=chains_fim",
+                f"data.fim.rate={rate}",
+                "trainer.max_steps=60",
+                "+trainer.eval_strategy=no",
+                "+trainer.save_strategy=no",
+                *FAST,
+            ]
+        )
         losses[rate] = middle_loss(run(cfg).model_dir, docs)
     print(f"held-out middle NLL: without FIM {losses[0.0]:.3f}, with FIM (rate 0.5) {losses[0.5]:.3f}")
     assert losses[0.5] < 0.7 * losses[0.0]
@@ -119,15 +140,20 @@ def test_fim_training_fills_held_out_middles_better(tmp_path):
 
 def test_refuses_to_overwrite_a_finished_run(tiny_sft):
     out, _ = tiny_sft
-    with pytest.raises(SystemExit, match="already holds a finished SFT run .* overwrite=true"):
+    with pytest.raises(SystemExit, match=r"already holds a finished SFT run .* overwrite=true"):
         run(compose_sft([f"output_dir={out}"]))
 
 
 def test_config_typos_are_refused_with_a_suggestion(tmp_path):
-    with pytest.raises(SFTDataError, match="trainer.learnin_rate is not an option of trl.SFTConfig; did you mean "
-                                           "'learning_rate'"):
+    with pytest.raises(
+        SFTDataError,
+        match=r"trainer.learnin_rate is not an option of trl.SFTConfig; did you mean "
+        "'learning_rate'",
+    ):
         run(compose_sft([f"output_dir={tmp_path}", "+trainer.learnin_rate=0.1"]))
-    with pytest.raises(SFTDataError, match="data source 'chains': unknown key 'wieght'; did you mean 'weight'"):
+    with pytest.raises(
+        SFTDataError, match="data source 'chains': unknown key 'wieght'; did you mean 'weight'"
+    ):
         run(compose_sft([f"output_dir={tmp_path}", "+data.train.0.wieght=2"]))
     with pytest.raises(SFTDataError, match="overlong 'cut' is not one of truncate, drop"):
         run(compose_sft([f"output_dir={tmp_path}", "data.overlong=cut"]))
@@ -143,17 +169,33 @@ def test_smollm2_sft_steps_then_vllm_generates(tmp_path):
             for r in chains.generate("train", 24, seed=0)]  # fmt: skip
     data = tmp_path / "chat.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = compose_sft([f"output_dir={tmp_path / 'run'}", "model=smollm2_135m_instruct", "data=jsonl",
-                       f"data.train.0.path={data}", "data.eval_fraction=0.2", "data.max_length=384",
-                       "trainer.max_steps=3", "trainer.per_device_train_batch_size=4", "trainer.packing=false",
-                       "trainer.eval_steps=3", "trainer.logging_steps=1"])
+    cfg = compose_sft(
+        [
+            f"output_dir={tmp_path / 'run'}",
+            "model=smollm2_135m_instruct",
+            "data=jsonl",
+            f"data.train.0.path={data}",
+            "data.eval_fraction=0.2",
+            "data.max_length=384",
+            "trainer.max_steps=3",
+            "trainer.per_device_train_batch_size=4",
+            "trainer.packing=false",
+            "trainer.eval_steps=3",
+            "trainer.logging_steps=1",
+        ]
+    )
     result = run(cfg)
-    print(f"SmolLM2 SFT: {result.steps} steps in {result.seconds:.0f} s, held-out loss "
-          f"{result.eval_loss_before:.3f} -> {result.eval_loss_after:.3f}")
+    print(
+        f"SmolLM2 SFT: {result.steps} steps in {result.seconds:.0f} s, held-out loss "
+        f"{result.eval_loss_before:.3f} -> {result.eval_loss_after:.3f}"
+    )
     assert result.steps == 3 and result.eval_loss_after < result.eval_loss_before
     _, tok = load_model(result.model_dir)
-    prompt = tok.apply_chat_template([{"role": "user", "content": rows[0]["messages"][0]["content"]}],
-                                     tokenize=False, add_generation_prompt=True)
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": rows[0]["messages"][0]["content"]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     engine = VLLMWorker(result.model_dir, max_model_len=1024)
     try:
         group = engine.generate([prompt], 1, SamplingConfig(temperature=0.0, max_tokens=48))[0]
