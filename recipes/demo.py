@@ -24,7 +24,7 @@ STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 NOT_BUILT = [
     "the GRPO recipe: grpo.learner.Learner steps a model and grpo.ray_pool samples and grades on Ray actors, "
     "but no recipe yet runs them in a loop (issue 9)",
-    "SFT, reward model and the pipeline recipes (issues 7, 8, 9)",
+    "the label, reward-model and pipeline recipes (issues 8, 9); SFT runs on its own: python -m recipes.sft",
 ]
 
 
