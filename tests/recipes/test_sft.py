@@ -202,3 +202,26 @@ def test_smollm2_sft_steps_then_vllm_generates(tmp_path):
     finally:
         engine.close()
     assert group.completions[0].token_ids and group.completions[0].text.strip(), group.completions[0]
+
+
+@pytest.mark.parametrize("model", ["tiny", "smollm2_135m_instruct", "path"])
+@pytest.mark.parametrize("data", ["chains", "chains_fim", "jsonl"])
+def test_every_model_and_data_option_composes(model, data, tmp_path):
+    from recipes.sft import build_source, data_config
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "p", "response": "r"}\n')
+    cfg = compose_sft(
+        [
+            f"model={model}",
+            f"data={data}",
+            *(["model.name=/some/folder"] if model == "path" else []),
+            *([f"data.train.0.path={rows}"] if data == "jsonl" else []),
+        ]
+    )
+    assert cfg.trainer.learning_rate == cfg.model.sft_learning_rate > 0
+    config = data_config(cfg.data, seed=0)
+    assert (config.fim is not None) == (data == "chains_fim")
+    sources = [build_source(s) for s in cfg.data.train]
+    assert all(s.rows for s in sources)
+    assert {s.kind for s in sources} == ({"chat", "code"} if data == "chains_fim" else {"chat"})
