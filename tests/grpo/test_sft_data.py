@@ -1,6 +1,8 @@
 """SFT data: masks under a real chat template, packing without attention across documents, mixing,
 and clear errors for bad rows, empty data and over-long examples."""
 
+import json
+
 import pytest
 import torch
 
@@ -165,3 +167,18 @@ def test_packed_documents_do_not_attend_to_each_other(tiny):
             alone = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0]
             torch.testing.assert_close(packed[start : start + len(ids)], alone, atol=1e-4, rtol=1e-4)
             start += len(ids)
+
+
+def test_rows_from_jsonl_gz_and_a_saved_hf_dataset(tmp_path):
+    import gzip
+
+    import datasets
+
+    rows = [{"prompt": f"p{i}", "response": f"r{i}"} for i in range(3)]
+    with gzip.open(tmp_path / "rows.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    assert read_rows(tmp_path / "rows.jsonl.gz") == rows
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:1])}
+                         ).save_to_disk(str(tmp_path / "ds"))  # fmt: skip
+    assert read_rows(tmp_path / "ds") == rows
+    assert read_rows(tmp_path / "ds", split="test") == rows[:1]
