@@ -1,0 +1,143 @@
+"""Label the policy's own samples with the sandbox: the data a reward model learns from.
+
+    python -m recipes.label policy=runs/sft/final [problems.split=heldout] [out=labels.jsonl]
+
+For each problem: G completions from the policy, graded on the hidden tests (the label: `passed`,
+`pass_fraction`, `verdict`) and on the public tests alone (`public_passed`). Rows are appended to `out`
+one round of prompts at a time; a rerun keeps what is there and labels only the problems not yet
+done. A completion the grader failed on (`sandbox_error`) is graded once more, and if it fails again
+the run stops: it is not a label.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from grpo.rollout import SamplingConfig
+from rewards import Problem, load_problems
+
+
+def read_problems(spec: Any) -> list[Problem]:
+    if isinstance(spec, str):
+        return load_problems(spec)
+    return load_problems(instantiate(spec))
+
+
+def make_worker(kind: str, policy: str) -> Any:
+    if kind == "hf":
+        from grpo.hf_worker import HFWorker
+
+        return HFWorker(policy, batch_size=64)
+    if kind == "vllm":
+        from grpo.vllm_worker import VLLMWorker
+
+        return VLLMWorker(policy)
+    raise SystemExit(f"error: rollout {kind!r} is not one of hf, vllm")
+
+
+def done_task_ids(out: Path, group_size: int) -> set[str]:
+    """Problems with all `group_size` rows already in `out`; a torn last line is dropped."""
+    if not out.exists():
+        return set()
+    counts: dict[str, int] = {}
+    good: list[str] = []
+    for line in out.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break  # the run was killed mid-write: rewrite without the partial line
+        counts[row["task_id"]] = counts.get(row["task_id"], 0) + 1
+        good.append(line)
+    out.write_text("".join(line + "\n" for line in good))
+    return {task for task, n in counts.items() if n >= group_size}
+
+
+def label_rows(
+    problem: Problem, texts: Sequence[str], hidden: Sequence[Any], public: Sequence[Any]
+) -> list[dict]:
+    rows = []
+    for i, (text, h, p) in enumerate(zip(texts, hidden, public, strict=True)):
+        rows.append({
+            "task_id": problem.task_id, "completion_id": i, "prompt": problem.prompt, "completion": text,
+            "passed": h.passed, "pass_fraction": h.tests_passed / h.tests_total if h.tests_total else 0.0,
+            "verdict": h.verdict, "tests_passed": h.tests_passed, "tests_total": h.tests_total,
+            "public_passed": p.passed, "public_verdict": p.verdict,
+            "failure": h.to_row()["failure"],
+        })  # fmt: skip
+    return rows
+
+
+def grade_twice(grader: Any, problems: list[Problem], texts: list[str]) -> list[Any]:
+    """Grades, with each `sandbox_error` retried once; a second failure stops the run."""
+    grades = grader.grade_batch(problems, texts)
+    retry = [i for i, g in enumerate(grades) if g.grader_failed]
+    if retry:
+        again = grader.grade_batch([problems[i] for i in retry], [texts[i] for i in retry])
+        for i, g in zip(retry, again, strict=True):
+            if g.grader_failed:
+                raise RuntimeError(
+                    f"the grader failed twice on a completion of {problems[i].task_id}: {g.failure}"
+                )
+            grades[i] = g
+    return grades
+
+
+def run(cfg: DictConfig) -> Path:
+    out = Path(cfg.out)
+    if cfg.overwrite and out.exists():
+        out.unlink()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    problems = read_problems(cfg.problems)
+    done = done_task_ids(out, cfg.group_size)
+    todo = [p for p in problems if p.task_id not in done]
+    print(f"label: {len(problems)} problems, {len(done)} already labelled in {out}, {len(todo)} to go",
+          file=sys.stderr)  # fmt: skip
+    if not todo:
+        return out
+    worker = make_worker(cfg.rollout, str(cfg.policy))
+    sampling_args: dict[str, Any] = OmegaConf.to_container(cfg.sampling, resolve=True)  # type: ignore[assignment]
+    sampling = SamplingConfig(**{**sampling_args, "stop": tuple(sampling_args.get("stop") or ())})
+    hidden = instantiate(cfg.grader, split="hidden")
+    public = instantiate(cfg.grader, split="public")
+    start, passed, total = time.perf_counter(), 0, 0
+    try:
+        for r in range(0, len(todo), cfg.prompts_per_round):
+            chunk = todo[r : r + cfg.prompts_per_round]
+            groups = worker.generate([p.prompt for p in chunk], cfg.group_size, sampling)
+            flat = [(p, c.text) for p, g in zip(chunk, groups, strict=True) for c in g.completions]
+            probs, texts = [p for p, _ in flat], [t for _, t in flat]
+            h, pub = grade_twice(hidden, probs, texts), grade_twice(public, probs, texts)
+            rows = [row for i, p in enumerate(chunk) for row in label_rows(
+                p, texts[i * cfg.group_size : (i + 1) * cfg.group_size],
+                h[i * cfg.group_size : (i + 1) * cfg.group_size], pub[i * cfg.group_size : (i + 1) * cfg.group_size])]  # fmt: skip
+            with out.open("a") as f:
+                f.writelines(json.dumps(row) + "\n" for row in rows)
+            passed += sum(row["passed"] for row in rows)
+            total += len(rows)
+            print(f"label: {r + len(chunk)}/{len(todo)} problems, pass rate {passed / total:.3f}, "
+                  f"{time.perf_counter() - start:.0f}s", file=sys.stderr)  # fmt: skip
+    finally:
+        for g in (hidden, public):
+            if hasattr(g, "close"):
+                g.close()
+        if hasattr(worker, "close"):
+            worker.close()
+    return out
+
+
+@hydra.main(config_path="configs", config_name="label", version_base=None)
+def main(cfg: DictConfig) -> None:
+    print(f"labels: {run(cfg)}")
+
+
+if __name__ == "__main__":
+    main()
