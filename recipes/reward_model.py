@@ -1,0 +1,51 @@
+"""Train a reward model on the policy's labelled samples, then report its accuracy on held-out ones.
+
+    python -m recipes.reward_model backbone=runs/sft/final labels=runs/label/labels.jsonl \
+        eval_labels=runs/label/heldout.jsonl [objective=bradley_terry]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from grpo.models import resolve_model_path
+from recipes.rm_eval import evaluate
+from rewards.reward_model import LabelError, read_labels, train_reward_model
+from rewards.rm_eval import OneClassError
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    rows = read_labels(cfg.labels)
+    trainer_args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
+    result = train_reward_model(
+        resolve_model_path(str(cfg.backbone)), rows, cfg.output_dir, objective=cfg.objective,
+        max_length=cfg.max_length, max_pairs_per_problem=cfg.max_pairs_per_problem,
+        margin_scale=cfg.margin_scale, trainer_args=trainer_args, seed=cfg.seed,
+    )  # fmt: skip
+    summary: dict[str, Any] = {"train": asdict(result)}
+    print(f"reward model: {result.objective} on {result.examples} examples, {result.steps} steps, "
+          f"train loss {result.train_loss:.4f}; saved to {result.model_dir}", file=sys.stderr)  # fmt: skip
+    if cfg.eval_labels:
+        summary["report"] = evaluate(result.model_dir, cfg.eval_labels, Path(cfg.output_dir) / "report",
+                                     max_length=cfg.max_length, ns=list(cfg.report.ns), bins=cfg.report.bins)  # fmt: skip
+    (Path(cfg.output_dir) / "reward_model_result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+@hydra.main(config_path="configs", config_name="reward_model", version_base=None)
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except (LabelError, OneClassError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
