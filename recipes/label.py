@@ -45,20 +45,22 @@ def make_worker(kind: str, policy: str) -> Any:
 
 
 def done_task_ids(out: Path, group_size: int) -> set[str]:
-    """Problems with all `group_size` rows already in `out`; a torn last line is dropped."""
+    """Problems with all `group_size` rows already in `out`. The file is rewritten without the rows of
+    problems a killed run left half done (and without a torn last line), which are labelled again."""
     if not out.exists():
         return set()
     counts: dict[str, int] = {}
-    good: list[str] = []
+    rows: list[tuple[str, str]] = []
     for line in out.read_text().splitlines():
         try:
-            row = json.loads(line)
+            task = json.loads(line)["task_id"]
         except json.JSONDecodeError:
-            break  # the run was killed mid-write: rewrite without the partial line
-        counts[row["task_id"]] = counts.get(row["task_id"], 0) + 1
-        good.append(line)
-    out.write_text("".join(line + "\n" for line in good))
-    return {task for task, n in counts.items() if n >= group_size}
+            break  # the run was killed mid-write
+        counts[task] = counts.get(task, 0) + 1
+        rows.append((task, line))
+    done = {task for task, n in counts.items() if n >= group_size}
+    out.write_text("".join(line + "\n" for task, line in rows if task in done))
+    return done
 
 
 def label_rows(
