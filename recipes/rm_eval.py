@@ -1,6 +1,6 @@
 """Report how accurate a reward model is against the hidden tests of labelled held-out completions.
 
-    python -m recipes.rm_eval model=runs/reward_model/final labels=runs/label/heldout.jsonl
+    python -m recipes.rm_eval rm=runs/reward_model/final labels=runs/label/heldout.jsonl
 
 Prints the table (`rewards.rm_eval.format_report`) and writes `report.json`, `calibration.png` and
 `best_of_n.png` to `output_dir`.
@@ -43,7 +43,7 @@ def evaluate(model_dir: str, labels: str, output_dir: str | Path, *, max_length:
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(
-            cfg.model, cfg.labels, cfg.output_dir, max_length=cfg.max_length, ns=list(cfg.ns), bins=cfg.bins
+            cfg.rm, cfg.labels, cfg.output_dir, max_length=cfg.max_length, ns=list(cfg.ns), bins=cfg.bins
         )
     except OneClassError as e:
         sys.exit(f"error: {e}")

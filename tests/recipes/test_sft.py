@@ -23,7 +23,9 @@ from rewards import chains
 
 CONFIGS = Path(recipes.__file__).parent / "configs"
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=40, stop=("\ndef ",))
-FAST = ["trainer.per_device_train_batch_size=32", "trainer.packing=false", "trainer.logging_steps=10"]
+# A short, hot run: 3e-3 learns the format in 40-60 steps (the default 1e-3 generalises better in 300).
+FAST = ["trainer.per_device_train_batch_size=32", "trainer.packing=false", "trainer.logging_steps=10",
+        "trainer.learning_rate=3e-3"]  # fmt: skip
 
 
 def compose_sft(overrides):
