@@ -114,7 +114,7 @@ def check_classes(rows: Sequence[Labelled], objective: str) -> None:
 
 
 def _ids(tokenizer: Any, prompt: str, completion: str, max_length: int) -> list[int]:
-    ids = tokenizer(prompt + completion)["input_ids"]
+    ids: list[int] = list(tokenizer(prompt + completion)["input_ids"])
     return ids[-max_length:]  # keep the end: the score is read at the last token
 
 
@@ -177,7 +177,8 @@ def train_reward_model(
     args_dict = {**defaults, **(trainer_args or {})}
     stats = None
     if objective == "bradley_terry":
-        from trl import RewardConfig, RewardTrainer
+        from trl.trainer.reward_config import RewardConfig
+        from trl.trainer.reward_trainer import RewardTrainer
 
         pairs, stats = preference_pairs(rows, max_pairs_per_problem=max_pairs_per_problem,
                                         margin_scale=margin_scale, seed=seed)  # fmt: skip
