@@ -76,7 +76,7 @@ def prepare_data(
     mix the sources and tokenise them. Without eval sources, `eval_fraction` of the mix is held out."""
     template = resolve_template(tokenizer, model, config.template)
     fim_tokens = None
-    if config.fim is not None and config.fim.rate > 0 and any(s.kind == "code" for s in train):
+    if config.fim is not None and config.fim.rate > 0 and any(s.kind == "code" for s in [*train, *eval]):
         fim_tokens, _ = ensure_fim_tokens(tokenizer, model)
     examples = mix(train, config.seed)
     eval_examples = mix(eval, config.seed) if eval else []

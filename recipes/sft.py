@@ -24,7 +24,7 @@ from grpo.models import load_model
 from grpo.sft import RESULT_FILE, DataConfig, SFTResult, prepare_data, sft_config, train_sft
 from grpo.sft_data import SFTDataError, Source, read_rows
 
-SOURCE_KEYS = {f.name for f in fields(Source)} - {"rows"} | {"rows", "path", "split"}
+SOURCE_KEYS = {f.name for f in fields(Source)} | {"path", "split"}
 
 
 def build_source(spec: DictConfig) -> Source:
