@@ -17,6 +17,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from rewards.problems import read_jsonl
 from rewards.rm_eval import OneClassError, Scored, format_report, rm_report, save_plots
 
 
@@ -24,8 +25,7 @@ def evaluate(model_dir: str, labels: str, output_dir: str | Path, *, max_length:
              ns: Sequence[int] = (4, 8), bins: int = 10) -> dict[str, Any]:  # fmt: skip
     from rewards.reward_model import RewardModelScorer
 
-    with open(labels) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = read_jsonl(labels)
     scorer = RewardModelScorer(model_dir, max_length=max_length)
     scores = scorer.score([r["prompt"] for r in rows], [r["completion"] for r in rows])
     samples = [Scored(str(r["task_id"]), s, bool(r["passed"]), r.get("public_passed"))

@@ -19,13 +19,14 @@ as an HF folder with its tokenizer, and `RewardModelScorer` loads it to score co
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from rewards.problems import read_jsonl
 
 Objective = Literal["bce", "regression", "bradley_terry"]
 OBJECTIVES = ("bce", "regression", "bradley_terry")
@@ -62,9 +63,7 @@ def parse_labels(rows: Sequence[Mapping[str, Any]], where: str = "labels") -> li
 
 
 def read_labels(path: str | Path) -> list[Labelled]:
-    with open(path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return parse_labels(rows, str(path))
+    return parse_labels(read_jsonl(path), str(path))
 
 
 @dataclass
