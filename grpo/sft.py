@@ -144,10 +144,28 @@ def _metrics_callback(path: Path) -> Any:
     return MetricsFile()
 
 
+def _time_limit_callback(seconds: float) -> Any:
+    from transformers import TrainerCallback
+
+    class TimeLimit(TrainerCallback):  # type: ignore[misc]
+        """Stops training at the first step end past `seconds` of training (a same-time control run)."""
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if time.perf_counter() - self.start >= seconds:
+                control.should_training_stop = True
+
+    return TimeLimit()
+
+
 def train_sft(
-    model: Any, tokenizer: Any, data: PreparedData, args: Any, *, resume: bool = False
-) -> SFTResult:
-    """Train, evaluate before and after, save the final model and tokenizer to `output_dir/final`."""
+    model: Any, tokenizer: Any, data: PreparedData, args: Any, *, resume: bool = False,
+    max_seconds: float | None = None,
+) -> SFTResult:  # fmt: skip
+    """Train, evaluate before and after, save the final model and tokenizer to `output_dir/final`.
+    With `max_seconds`, training stops at the first step that ends past that many seconds."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -160,7 +178,8 @@ def train_sft(
         train_dataset=Dataset.from_dict(data.train),
         eval_dataset=eval_ds,
         processing_class=tokenizer,
-        callbacks=[_metrics_callback(out / METRICS_FILE)],
+        callbacks=[_metrics_callback(out / METRICS_FILE)]
+        + ([_time_limit_callback(max_seconds)] if max_seconds else []),
     )
     start = time.perf_counter()
     before = trainer.evaluate()["eval_loss"] if eval_ds is not None and not resume else None

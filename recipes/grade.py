@@ -10,14 +10,14 @@ from __future__ import annotations
 import sys
 import time
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from recipes.config import recipe_main
 from rewards.grade import grade_file, read_completions, read_problems, summary, write_rows
 
 
-@hydra.main(config_path="configs", config_name="grade", version_base=None)
+@recipe_main("grade")
 def main(cfg: DictConfig) -> None:
     problems, rejected = read_problems(cfg.problems)
     for task_id, reason in rejected.items():

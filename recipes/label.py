@@ -18,30 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from grpo.rollout import SamplingConfig
-from rewards import Problem, load_problems
-
-
-def read_problems(spec: Any) -> list[Problem]:
-    if isinstance(spec, str):
-        return load_problems(spec)
-    return load_problems(instantiate(spec))
-
-
-def make_worker(kind: str, policy: str) -> Any:
-    if kind == "hf":
-        from grpo.hf_worker import HFWorker
-
-        return HFWorker(policy, batch_size=64)
-    if kind == "vllm":
-        from grpo.vllm_worker import VLLMWorker
-
-        return VLLMWorker(policy)
-    raise SystemExit(f"error: rollout {kind!r} is not one of hf, vllm")
+from recipes.common import grade_twice, make_worker, read_problems, sampling_config
+from recipes.config import recipe_main
+from rewards import Problem
 
 
 def done_task_ids(out: Path, group_size: int) -> set[str]:
@@ -78,21 +60,6 @@ def label_rows(
     return rows
 
 
-def grade_twice(grader: Any, problems: list[Problem], texts: list[str]) -> list[Any]:
-    """Grades, with each `sandbox_error` retried once; a second failure stops the run."""
-    grades = grader.grade_batch(problems, texts)
-    retry = [i for i, g in enumerate(grades) if g.grader_failed]
-    if retry:
-        again = grader.grade_batch([problems[i] for i in retry], [texts[i] for i in retry])
-        for i, g in zip(retry, again, strict=True):
-            if g.grader_failed:
-                raise RuntimeError(
-                    f"the grader failed twice on a completion of {problems[i].task_id}: {g.failure}"
-                )
-            grades[i] = g
-    return grades
-
-
 def run(cfg: DictConfig) -> Path:
     out = Path(cfg.out)
     if cfg.overwrite and out.exists():
@@ -106,8 +73,7 @@ def run(cfg: DictConfig) -> Path:
     if not todo:
         return out
     worker = make_worker(cfg.rollout, str(cfg.policy))
-    sampling_args: dict[str, Any] = OmegaConf.to_container(cfg.sampling, resolve=True)  # type: ignore[assignment]
-    sampling = SamplingConfig(**{**sampling_args, "stop": tuple(sampling_args.get("stop") or ())})
+    sampling = sampling_config(cfg.sampling)
     hidden = instantiate(cfg.grader, split="hidden")
     public = instantiate(cfg.grader, split="public")
     start, passed, total = time.perf_counter(), 0, 0
@@ -136,7 +102,7 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(config_path="configs", config_name="label", version_base=None)
+@recipe_main("label")
 def main(cfg: DictConfig) -> None:
     print(f"labels: {run(cfg)}")
 

@@ -12,10 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from grpo.models import resolve_model_path
+from recipes.config import recipe_main
 from recipes.rm_eval import evaluate
 from rewards.reward_model import LabelError, read_labels, train_reward_model
 from rewards.rm_eval import OneClassError
@@ -39,7 +39,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-@hydra.main(config_path="configs", config_name="reward_model", version_base=None)
+@recipe_main("reward_model")
 def main(cfg: DictConfig) -> None:
     try:
         run(cfg)

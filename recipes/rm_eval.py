@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig
 
+from recipes.config import recipe_main
 from rewards.problems import read_jsonl
 from rewards.rm_eval import OneClassError, Scored, format_report, rm_report, save_plots
 
@@ -39,7 +39,7 @@ def evaluate(model_dir: str, labels: str, output_dir: str | Path, *, max_length:
     return report
 
 
-@hydra.main(config_path="configs", config_name="rm_eval", version_base=None)
+@recipe_main("rm_eval")
 def main(cfg: DictConfig) -> None:
     try:
         evaluate(

@@ -15,7 +15,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +22,7 @@ from grpo.fim import FimConfig
 from grpo.models import load_model
 from grpo.sft import RESULT_FILE, DataConfig, SFTResult, prepare_data, sft_config, train_sft
 from grpo.sft_data import SFTDataError, Source, read_rows
+from recipes.config import recipe_main
 
 SOURCE_KEYS = {f.name for f in fields(Source)} | {"path", "split"}
 
@@ -70,6 +70,8 @@ def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
 def run(cfg: DictConfig) -> SFTResult:
     out = Path(cfg.output_dir)
     check_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    if not cfg.data.get("train"):
+        raise SFTDataError("data.train is empty: this data option has no SFT rows (it is an evaluation set)")
     model, tokenizer = load_model(cfg.model.name)
     train = [build_source(s) for s in cfg.data.train]
     evals = [build_source(s) for s in cfg.data.get("eval") or []]
@@ -79,10 +81,10 @@ def run(cfg: DictConfig) -> SFTResult:
     args = sft_config(out, cfg.data.max_length, data.eval is not None, trainer_args)
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-    return train_sft(model, tokenizer, data, args, resume=cfg.resume)
+    return train_sft(model, tokenizer, data, args, resume=cfg.resume, max_seconds=cfg.get("max_seconds"))
 
 
-@hydra.main(config_path="configs", config_name="sft", version_base=None)
+@recipe_main("sft")
 def main(cfg: DictConfig) -> None:
     try:
         result = run(cfg)

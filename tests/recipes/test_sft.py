@@ -4,13 +4,11 @@ generates; bad configs are refused."""
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-import recipes
 from grpo.fim import QWEN, FimConfig, fim_transform
 from grpo.hf_worker import HFWorker
 from grpo.learner import Learner, LearnerConfig, RolloutBatch
@@ -20,27 +18,15 @@ from grpo.sft import FINAL_DIR, METRICS_FILE, RESULT_FILE
 from grpo.sft_data import SFTDataError
 from recipes.sft import run
 from rewards import chains
+from tests.recipes.conftest import CONFIGS
+from tests.recipes.conftest import FAST_SFT as FAST
 
-CONFIGS = Path(recipes.__file__).parent / "configs"
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=40, stop=("\ndef ",))
-# A short, hot run: 3e-3 learns the format in 40-60 steps (the default 1e-3 generalises better in 300).
-FAST = ["trainer.per_device_train_batch_size=32", "trainer.packing=false", "trainer.logging_steps=10",
-        "trainer.learning_rate=3e-3"]  # fmt: skip
 
 
 def compose_sft(overrides):
     with initialize_config_dir(str(CONFIGS), version_base=None):
         return compose("sft", overrides=overrides)
-
-
-@pytest.fixture(scope="module")
-def tiny_sft(tmp_path_factory):
-    """40 steps of the default recipe (tiny from scratch on 500 chain problems): about a minute here."""
-    out = tmp_path_factory.mktemp("sft") / "tiny"
-    cfg = compose_sft(
-        [f"output_dir={out}", "trainer.max_steps=40", "trainer.eval_steps=20", "trainer.save_steps=20", *FAST]
-    )
-    return out, run(cfg)
 
 
 def test_tiny_sft_lowers_held_out_loss_and_writes_its_outputs(tiny_sft):

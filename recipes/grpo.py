@@ -1,0 +1,284 @@
+"""GRPO, the single controller: sample groups, grade them in the sandbox, reward, learn, sync, log.
+
+    python -m recipes.grpo policy=runs/sft/final
+    python -m recipes.grpo policy=runs/sft/final rollout=ray_vllm reward=blend reward.model=runs/rm/final
+
+Reads top to bottom:
+1. refuse to clobber a run, or find the checkpoint to resume from;
+2. build the learner, the rollout (workers and graders, in this process or on Ray) and the reward;
+3. loop: sample groups -> grade -> reward -> advantages and learner step -> weight sync -> log ->
+   checkpoint; Ctrl-C finishes the step it is in, saves a checkpoint of it and exits with status 130;
+4. save `final/` (HF format, with the tokenizer) and `grpo_result.json`.
+
+Prompts come from `problems` in order, `prompts_per_step` per step (wrapping around when the steps
+need more); step `i` samples with seed `seed + i`, so a resumed run sees the prompts and seeds an
+uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import shutil
+import signal
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from grpo.learner import Learner, LearnerConfig, RolloutBatch
+from grpo.models import resolve_model_path
+from recipes.common import check_fresh_output, read_problems, sampling_config
+from recipes.config import checked_dataclass, recipe_main, refuse_contradictions
+from recipes.rollouts import build_rollout
+from recipes.tracking import RunLog, metrics_line
+from rewards import Problem
+from rewards.blend import combine
+
+RESULT_FILE = "grpo_result.json"
+OUTPUTS = ("final", "metrics.jsonl", "samples.jsonl", "samples.html", "plots", "runs", RESULT_FILE)
+SHOWN = ("reward/mean", "pass_rate", "loss/kl", "loss/clip_frac", "batch/zero_variance_frac", "time/step_s")
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    out = Path(cfg.output_dir)
+    check_fresh_output(out, RESULT_FILE, resume=cfg.resume, overwrite=cfg.overwrite, what="GRPO")
+    refuse_contradictions(cfg)
+    if cfg.overwrite and not cfg.resume:
+        clear_outputs(out)
+    resume_from = last_checkpoint(out) if cfg.resume else None
+
+    # -- build -----------------------------------------------------------------------------------------
+    problems = read_problems(cfg.problems)
+    algorithm: dict[str, Any] = OmegaConf.to_container(cfg.algorithm, resolve=True)  # type: ignore[assignment]
+    config = checked_dataclass(
+        LearnerConfig, algorithm | {"model": str(resolve_model_path(str(cfg.policy))), "total_steps": cfg.steps},
+        "algorithm",
+    )  # fmt: skip
+    if resume_from is not None:
+        learner, position = Learner.resume(resume_from, config)
+        start = int(position["step"])
+        print(f"grpo: resuming {out} at step {start} from {resume_from.name}", file=sys.stderr)
+    else:
+        learner, start = Learner(config), 0
+    tokenizer = load_tokenizer(config.model)
+    grader_spec: dict[str, Any] = OmegaConf.to_container(cfg.grader, resolve=True)  # type: ignore[assignment]
+    weights = str(resume_from or config.model)
+    rollout_spec: dict[str, Any] = OmegaConf.to_container(cfg.rollout, resolve=True)  # type: ignore[assignment]
+    rollout = build_rollout(rollout_spec, weights, functools.partial(instantiate, grader_spec))
+    scorer = make_scorer(cfg.reward)
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    log = RunLog(out, loggers=list(cfg.logger.loggers), config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+                 resume_step=start if resume_from else None)  # fmt: skip
+    print(f"grpo: {cfg.steps} steps of {cfg.prompts_per_step} prompts x {cfg.group_size} samples, "
+          f"{len(problems)} problems, rollout {cfg.rollout.kind}/{cfg.rollout.engine}, reward {cfg.reward.kind}",
+          file=sys.stderr)  # fmt: skip
+
+    # -- loop ------------------------------------------------------------------------------------------
+    began = time.perf_counter()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=start, desc="grpo", file=sys.stderr, dynamic_ncols=True)
+    try:
+        with StopAtStepEnd() as stop:
+            for step in range(start, cfg.steps):
+                t0 = time.perf_counter()
+                chunk = prompts_for_step(problems, step, cfg.prompts_per_step)
+                sampling = sampling_config(cfg.sampling, seed=cfg.seed + step)
+                groups, grades, timing = rollout.sample_and_grade(chunk, cfg.group_size, sampling)
+                completions = [c for g in groups for c in g.completions]
+                flat_grades = [g for gs in grades for g in gs]
+                execution = [g.reward for g in flat_grades]
+                rm = None
+                if scorer is not None:
+                    prompts = [g.prompt for g in groups for _ in g.completions]
+                    rm = scorer.score(prompts, [c.text for c in completions])
+                rewards = combine(cfg.reward.kind, execution, rm, cfg.group_size, cfg.reward.alpha)
+                batch = RolloutBatch(
+                    prompt_ids=[g.prompt_token_ids for g in groups for _ in g.completions],
+                    completion_ids=[c.token_ids for c in completions],
+                    rewards=rewards,
+                    group_size=cfg.group_size,
+                    sampling_logprobs=[c.logprobs for c in completions],
+                    truncated=[c.finish_reason == "length" for c in completions],
+                )
+                t1 = time.perf_counter()
+                metrics = learner.step(batch)
+                t2 = time.perf_counter()
+                metrics |= rollout.load_weights(learner.policy.named_parameters())
+                metrics |= timing | batch_metrics(batch, flat_grades, execution, rm)
+                metrics |= {"time/learner_s": t2 - t1, "time/step_s": time.perf_counter() - t0}
+                done = step + 1
+                log.metrics(done, metrics)
+                if cfg.samples_every and (done % cfg.samples_every == 0 or done == 1):
+                    log.samples(done, sample_rows(chunk, groups, grades, rewards, rm, cfg.samples_per_log))
+                bar.update(1)
+                if cfg.log_every and done % cfg.log_every == 0:
+                    bar.write(metrics_line(done, cfg.steps, metrics, SHOWN), file=sys.stderr)
+                if stop.requested and done < cfg.steps:
+                    path = save_checkpoint(learner, tokenizer, out, done, cfg.keep_checkpoints)
+                    bar.write(f"grpo: interrupted; step {done} saved to {path}; continue with resume=true",
+                              file=sys.stderr)  # fmt: skip
+                    raise SystemExit(130)
+                if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
+                    save_checkpoint(learner, tokenizer, out, done, cfg.keep_checkpoints)
+    finally:
+        bar.close()
+        rollout.close()
+        log.close()
+
+    # -- final -----------------------------------------------------------------------------------------
+    final = out / "final"
+    learner.policy.save_pretrained(final)
+    tokenizer.save_pretrained(final)
+    result = {
+        "final": str(final.resolve()),
+        "steps": cfg.steps,
+        "resumed_at": start if resume_from else None,
+        "seconds": time.perf_counter() - began,
+        "last_metrics": last_metrics(out),
+    }
+    (out / RESULT_FILE).write_text(json.dumps(result, indent=2))
+    return result
+
+
+class StopAtStepEnd:
+    """The first Ctrl-C (SIGINT) asks the loop to stop after the step it is in, with a checkpoint of that
+    step; a second one interrupts at once (Python's default)."""
+
+    requested = False
+
+    def __enter__(self) -> StopAtStepEnd:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print(
+            "\ngrpo: Ctrl-C: stopping after this step with a checkpoint (again to stop now)", file=sys.stderr
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+# -- pieces of the loop --------------------------------------------------------------------------------
+def prompts_for_step(problems: list[Problem], step: int, n: int) -> list[Problem]:
+    start = step * n
+    return [problems[(start + j) % len(problems)] for j in range(n)]
+
+
+def batch_metrics(
+    batch: RolloutBatch, grades: list[Any], execution: list[float], rm: list[float] | None
+) -> dict[str, float]:
+    n, g = len(grades), batch.group_size
+    verdicts = Counter(grade.verdict for grade in grades)
+    grouped = [batch.rewards[i : i + g] for i in range(0, n, g)]
+    metrics = {
+        "pass_rate": verdicts["passed"] / n,
+        "reward/execution_mean": sum(execution) / n,
+        "completion/length_mean": sum(map(len, batch.completion_ids)) / n,
+        "completion/truncated_frac": sum(batch.truncated or []) / n,
+        "batch/zero_variance_frac": sum(max(r) == min(r) for r in grouped) / len(grouped),
+    }
+    metrics |= {f"verdict/{v}": c / n for v, c in verdicts.items()}
+    if rm is not None:
+        metrics["reward/rm_mean"] = sum(rm) / n
+    return metrics
+
+
+def sample_rows(
+    problems: list[Problem], groups: list[Any], grades: list[list[Any]], rewards: list[float],
+    rm: list[float] | None, k: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """The completions of the first `k` problems, with why each got its reward."""
+    rows: list[dict[str, Any]] = []
+    for i, (problem, group, gs) in enumerate(zip(problems[:k], groups, grades, strict=False)):
+        for j, (c, grade) in enumerate(zip(group.completions, gs, strict=True)):
+            rows.append({
+                "task_id": problem.task_id, "prompt": problem.prompt, "completion": c.text,
+                "reward": rewards[i * len(gs) + j], "verdict": grade.verdict, "tests_passed": grade.tests_passed,
+                "tests_total": grade.tests_total, "failure": grade.to_row()["failure"],
+                "finish_reason": c.finish_reason,
+            })  # fmt: skip
+            if rm is not None:
+                rows[-1]["rm_score"] = rm[i * len(gs) + j]
+    return rows
+
+
+def make_scorer(spec: DictConfig) -> Any:
+    if spec.kind == "execution":
+        return None
+    from rewards.reward_model import RewardModelScorer
+
+    path = Path(str(spec.model))
+    if not path.exists():
+        raise SystemExit(
+            f"error: reward.model={path} does not exist (train one with python -m recipes.reward_model)"
+        )
+    return RewardModelScorer(path, batch_size=spec.batch_size)
+
+
+def load_tokenizer(model: str) -> Any:
+    from grpo.models import load_model
+
+    return load_model(model)[1]
+
+
+# -- checkpoints -----------------------------------------------------------------------------------------
+def save_checkpoint(learner: Learner, tokenizer: Any, out: Path, step: int, keep: int) -> Path:
+    """`checkpoint-{step}`, written beside and then renamed, so a kill mid-write leaves the last one whole."""
+    path = out / f"checkpoint-{step}"
+    partial = out / f".checkpoint-{step}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    learner.save(partial, tokenizer, data_position={"step": step})
+    shutil.rmtree(path, ignore_errors=True)
+    partial.rename(path)
+    for old in checkpoints(out)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old)
+    return path
+
+
+def checkpoints(out: Path) -> list[Path]:
+    found = [p for p in out.glob("checkpoint-*") if re.fullmatch(r"checkpoint-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def last_checkpoint(out: Path) -> Path | None:
+    found = checkpoints(out)
+    if not found:
+        print(f"grpo: resume=true but {out} has no checkpoint; starting from step 0", file=sys.stderr)
+        return None
+    return found[-1]
+
+
+def clear_outputs(out: Path) -> None:
+    for p in [*checkpoints(out), *(out / name for name in OUTPUTS)]:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def last_metrics(out: Path) -> dict[str, Any]:
+    lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+@recipe_main("grpo")
+def main(cfg: DictConfig) -> None:
+    result = run(cfg)
+    m = result["last_metrics"]
+    print(f"grpo: {result['steps']} steps in {result['seconds']:.0f}s; last reward {m.get('reward/mean', 0):.3f}, "
+          f"pass rate {m.get('pass_rate', 0):.3f}; model: {result['final']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

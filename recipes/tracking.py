@@ -1,0 +1,183 @@
+"""What a training run leaves for its user to read: metrics (JSONL, TensorBoard, and wandb or mlflow
+when asked for and installed), samples of completions with their grades (JSONL and one HTML page),
+and PNG plots of the metrics over steps.
+
+    log = RunLog(out, loggers=["tensorboard"], config=cfg_dict)
+    log.metrics(step, {"reward/mean": 0.4, ...})
+    log.samples(step, rows)
+    log.close()                     # writes samples.html and plots/*.png
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+LOGGERS = ("jsonl", "tensorboard", "wandb", "mlflow")
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+PLOTTED = (
+    ("reward/mean", "reward"),
+    ("pass_rate", "pass rate (public tests)"),
+    ("loss/kl", "KL to the reference"),
+    ("loss/clip_frac", "clip fraction"),
+    ("completion/length_mean", "completion length (tokens)"),
+    ("batch/zero_variance_frac", "groups with all-equal rewards"),
+)
+
+
+class RunLog:
+    """Appends to `metrics.jsonl` and `samples.jsonl` in `out`; a resumed run keeps what is there up to
+    its step and appends after it."""
+
+    def __init__(
+        self, out: Path, *, loggers: Sequence[str] = ("tensorboard",), config: dict[str, Any] | None = None,
+        project: str = "grpo-coder", resume_step: int | None = None,
+    ) -> None:  # fmt: skip
+        unknown = [name for name in loggers if name not in LOGGERS]
+        if unknown:
+            raise ValueError(f"unknown logger(s) {unknown}: choose from {', '.join(LOGGERS)}")
+        self.out = out
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (METRICS_FILE, SAMPLES_FILE):
+            _truncate_after(out / name, resume_step)
+        self._tb = self._wandb = self._mlflow = None
+        if "tensorboard" in loggers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(out / "runs"))
+        if "wandb" in loggers:
+            self._wandb = _optional("wandb").init(project=project, dir=str(out), config=config or {})
+        if "mlflow" in loggers:
+            mlflow = _optional("mlflow")
+            mlflow.set_experiment(project)
+            mlflow.start_run()
+            mlflow.log_params(_flat(config or {}))
+            self._mlflow = mlflow
+
+    def metrics(self, step: int, values: dict[str, float]) -> None:
+        with (self.out / METRICS_FILE).open("a") as f:
+            f.write(json.dumps({"step": step, **values}) + "\n")
+        if self._tb is not None:
+            for k, v in values.items():
+                self._tb.add_scalar(k, v, step)
+        if self._wandb is not None:
+            self._wandb.log(values, step=step)
+        if self._mlflow is not None:
+            self._mlflow.log_metrics({k.replace("/", "."): v for k, v in values.items()}, step=step)
+
+    def samples(self, step: int, rows: Iterable[dict[str, Any]]) -> None:
+        with (self.out / SAMPLES_FILE).open("a") as f:
+            f.writelines(json.dumps({"step": step, **row}) + "\n" for row in rows)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+        if self._mlflow is not None:
+            self._mlflow.end_run()
+        write_samples_html(self.out / SAMPLES_FILE, self.out / "samples.html")
+        plot_metrics(self.out / METRICS_FILE, self.out / "plots")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _truncate_after(path: Path, step: int | None) -> None:
+    """Keep the rows of steps <= `step` (all of them for a fresh run: nothing; the file is removed)."""
+    if not path.exists():
+        return
+    if step is None:
+        path.unlink()
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line + "\n")
+        except (json.JSONDecodeError, KeyError):
+            break  # a torn last line from a killed run
+    path.write_text("".join(kept))
+
+
+def _optional(name: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError:
+        raise SystemExit(f"error: logger={name} needs the `{name}` package: pip install {name}") from None
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = str(v)[:250]
+    return out
+
+
+def plot_metrics(metrics: Path, folder: Path) -> list[Path]:
+    """One PNG per metric in `PLOTTED` that the run logged, over steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_jsonl(metrics)
+    written = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, title in PLOTTED:
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(*zip(*points, strict=True), lw=1.2)
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = folder / f"{key.replace('/', '_')}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write_samples_html(samples: Path, page: Path) -> None:
+    """One static page: every logged sample with its prompt, completion, verdict, reward and first
+    failing test, newest step first."""
+    rows = read_jsonl(samples)
+    parts = [
+        "<!doctype html><meta charset=utf-8><title>samples</title><style>"
+        "body{font:14px sans-serif;margin:2em}pre{background:#f5f5f5;padding:.5em;white-space:pre-wrap}"
+        ".passed{color:#070}.failed{color:#a00}td{vertical-align:top;padding:.3em}</style>",
+        f"<h1>{len(rows)} samples</h1>",
+    ]
+    for r in sorted(rows, key=lambda r: -r.get("step", 0)):
+        cls = "passed" if r.get("verdict") == "passed" else "failed"
+        failure = r.get("failure") or ""
+        parts.append(
+            f"<h3>step {r.get('step')} · {html.escape(str(r.get('task_id')))} · "
+            f"<span class={cls}>{html.escape(str(r.get('verdict')))}</span> · reward {r.get('reward', 0):.3f} · "
+            f"tests {r.get('tests_passed')}/{r.get('tests_total')}</h3>"
+            f"<pre>{html.escape(r.get('prompt', ''))}<b>{html.escape(r.get('completion', ''))}</b></pre>"
+            + (
+                f"<p>first failing test: <code>{html.escape(json.dumps(failure))}</code></p>"
+                if failure
+                else ""
+            )
+        )
+    page.write_text("\n".join(parts))
+
+
+def metrics_line(step: int, total: int, values: dict[str, float], keys: Sequence[str]) -> str:
+    shown = " ".join(f"{k}={values[k]:.4g}" for k in keys if k in values)
+    return f"step {step}/{total} {shown}"

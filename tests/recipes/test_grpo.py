@@ -1,0 +1,179 @@
+"""`recipes.grpo` end to end on the tiny SFT policy: the outputs a run leaves, Ctrl-C then resume ending at
+the same metrics as an uninterrupted run, rewards from a reward model, the Ray + vLLM rollout, and
+refusals of bad configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from recipes.config import misspelt_override
+from recipes.grpo import run
+from rewards.blend import combine
+from tests.recipes.conftest import ROOT, compose_cfg
+
+FAST = ["steps=4", "prompts_per_step=4", "group_size=4", "sampling.max_tokens=32", "grader.workers=2",
+        "log_every=1", "samples_every=2", "samples_per_log=2", "save_every=2",
+        "rollout.engine_options.batch_size=16", "algorithm.lr=1e-4", "algorithm.warmup_steps=0"]  # fmt: skip
+TIMING = ("time/", "perf/", "sync/seconds")
+
+
+def grpo_cli(*overrides, wait=True):
+    cmd = [sys.executable, "-m", "recipes.grpo", *overrides]
+    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    if wait:
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+
+
+def metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def untimed(row):
+    return {k: v for k, v in row.items() if not k.startswith(TIMING)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_sft, tmp_path_factory):
+    _, result = tiny_sft
+    out = tmp_path_factory.mktemp("grpo") / "straight"
+    done = grpo_cli(f"policy={result.model_dir}", f"output_dir={out}", *FAST)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, result.model_dir, done
+
+
+def test_a_run_leaves_metrics_samples_plots_and_checkpoints(uninterrupted):
+    out, _, done = uninterrupted
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for key in ("reward/mean", "pass_rate", "loss/clip_frac", "loss/entropy", "completion/length_mean",
+                "batch/zero_variance_frac", "sync/bytes", "time/generate_s", "time/grade_s", "grad_norm"):  # fmt: skip
+        assert all(key in r for r in rows), key
+    assert rows[0]["sync/bytes"] > 1e6  # the whole policy went to the rollout worker
+    # the SFT policy passes some chain problems and fails others: some groups carry a signal
+    assert 0 < sum(r["pass_rate"] for r in rows) < 4
+    assert any(r["batch/zero_variance_frac"] < 1 and r["grad_norm"] > 0 for r in rows)
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert {s["step"] for s in samples} == {1, 2, 4} and len(samples) == 3 * 2 * 4
+    for s in samples:
+        assert s["prompt"].startswith("def f(x: int) -> int:") and s["verdict"]
+        assert s["reward"] == (1.0 if s["verdict"] == "passed" else 0.0)  # binary: the default shaping
+        assert s["verdict"] == "passed" or s["failure"] or s["verdict"] in ("no_code", "compile_error")
+    page = (out / "samples.html").read_text()
+    assert page.count("<h3>step") == len(samples)
+    assert {p.name for p in (out / "plots").iterdir()} >= {"reward_mean.png", "pass_rate.png",
+                                                         "batch_zero_variance_frac.png", "loss_clip_frac.png"}  # fmt: skip
+    assert list((out / "runs").glob("events.out.tfevents.*"))
+    assert (out / "checkpoint-2" / "learner_state.pt").exists() and (out / "config.yaml").exists()
+    result = json.loads((out / "grpo_result.json").read_text())
+    assert result["steps"] == 4 and result["last_metrics"]["step"] == 4
+    assert "step 4/4 reward/mean=" in done.stderr
+    from grpo.models import load_model
+
+    model, _ = load_model(result["final"])
+    start, _ = load_model(uninterrupted[1])
+    moved = sum(
+        float((a - b).abs().sum()) for a, b in zip(model.parameters(), start.parameters(), strict=True)
+    )
+    assert moved > 0
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_ends_at_the_same_metrics(uninterrupted, tmp_path):
+    straight, policy, _ = uninterrupted
+    out = tmp_path / "interrupted"
+    args = [f"policy={policy}", f"output_dir={out}", *FAST, "save_every=0"]
+    proc = grpo_cli(*args, wait=False)
+    deadline = time.time() + 300
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 130, output[-3000:]
+    assert "continue with resume=true" in output
+    saved = [p.name for p in out.glob("checkpoint-*")]
+    assert len(saved) == 1 and saved[0] in ("checkpoint-1", "checkpoint-2"), saved
+    assert not (out / "grpo_result.json").exists()
+    # a second run without resume=true refuses to write over it
+    refused = grpo_cli(*args)
+    assert refused.returncode != 0 and "unfinished GRPO run" in refused.stderr
+    resumed = grpo_cli(*args, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ours, theirs = metrics(out), metrics(straight)
+    assert [r["step"] for r in ours] == [1, 2, 3, 4]
+    for a, b in zip(ours, theirs, strict=True):
+        assert untimed(a) == pytest.approx(untimed(b), rel=1e-5, abs=1e-7)
+    assert json.loads((out / "grpo_result.json").read_text())["resumed_at"] == int(saved[0].split("-")[1])
+
+
+def tiny_reward_model(path):
+    """An untrained sequence-classification head on `tiny`: a real reward model, as recipes.reward_model
+    saves one, for the plumbing of reward=rm and reward=blend."""
+    from transformers import AutoModelForSequenceClassification
+
+    from grpo.models import load_model
+
+    policy, tokenizer = load_model("tiny")
+    config = policy.config
+    config.num_labels, config.pad_token_id = 1, tokenizer.eos_token_id
+    torch.manual_seed(0)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_blend_reward_mixes_reward_model_scores_with_execution(tiny_sft, tmp_path):
+    _, result = tiny_sft
+    rm = tiny_reward_model(tmp_path / "rm")
+    cfg = compose_cfg("grpo", [f"policy={result.model_dir}", f"output_dir={tmp_path / 'run'}", *FAST,
+                               "steps=1", "samples_every=1", "samples_per_log=4", "reward=blend",
+                               f"reward.model={rm}", "reward.alpha=0.25"])  # fmt: skip
+    run(cfg)
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 16
+    execution = [1.0 if s["verdict"] == "passed" else 0.0 for s in samples]
+    expected = combine("blend", execution, [s["rm_score"] for s in samples], 4, alpha=0.25)
+    assert [s["reward"] for s in samples] == pytest.approx(expected)
+    row = metrics(tmp_path / "run")[0]
+    assert "reward/rm_mean" in row and row["reward/mean"] == pytest.approx(sum(expected) / 16, abs=1e-6)
+
+
+@pytest.mark.vllm
+def test_ray_vllm_rollout_syncs_weights_to_the_engines(tiny_sft, tmp_path):
+    _, result = tiny_sft
+    done = grpo_cli(f"policy={result.model_dir}", f"output_dir={tmp_path}", *FAST, "steps=2",
+                    "rollout=ray_vllm", "rollout.num_cpus=2")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = metrics(tmp_path)
+    assert [r["sync/version"] for r in rows] == [1, 2]
+    assert all(r["sync/bytes"] > 1e6 and r["batch/completions"] == 16 for r in rows)
+    assert all("rollout/resubmits" in r and r["rollout/resubmits"] == 0 for r in rows)
+
+
+def test_config_typos_and_contradictions_are_refused(tmp_path):
+    assert misspelt_override("grpo", ["policy=x", "algorithm.lrr=1"]) == (
+        "unknown key algorithm.lrr; did you mean algorithm.lr?"
+    )
+    assert "did you mean steps?" in misspelt_override("grpo", ["stepz=3"])
+    assert "did you mean rollout.engine_options" in misspelt_override(
+        "grpo", ["rollout=ray_vllm", "rollout.engine_option.seed=1"]
+    )
+    assert misspelt_override("grpo", ["rollout=ray_vllm", "rollout.workers.num_workers=3"]) is None
+    cli = grpo_cli("policy=tiny", f"output_dir={tmp_path}", "algorithm.clip_hgh=0.3")
+    assert cli.returncode != 0 and "did you mean algorithm.clip_high?" in cli.stderr
+    base = ["policy=tiny", f"output_dir={tmp_path}"]
+    with pytest.raises(SystemExit, match=r"did you mean algorithm\.kl_coef"):
+        run(compose_cfg("grpo", [*base, "+algorithm.kl_coeff=0.1"]))
+    with pytest.raises(SystemExit, match=r"dr_grpo with algorithm\.scale=group"):
+        run(compose_cfg("grpo", [*base, "algorithm=dr_grpo", "algorithm.scale=group"]))
+    with pytest.raises(SystemExit, match=r"reward\.kind=rm needs reward\.model"):
+        run(compose_cfg("grpo", [*base, "reward=rm"]))
+    with pytest.raises(SystemExit, match="group_size=1"):
+        run(compose_cfg("grpo", [*base, "group_size=1"]))
