@@ -76,8 +76,9 @@ test: install system-deps
 	if [ $$started = 1 ]; then $(BIN)/python -m sandbox engine stop; fi; \
 	exit $$rc
 
+SEEDS ?= 1
 demo: install
-	$(BIN)/python -m recipes.demo
+	$(BIN)/python -m recipes.demo --seeds $(SEEDS)
 
 bench: install
 	@for b in bench/[!_]*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python "$$b" || exit 1; done

