@@ -500,6 +500,67 @@ class RayGraderPool:
         self._pool.shutdown()
 
 
+class _ScorerHost:
+    """Runs inside an actor: one reward-model scorer (anything with `score(prompts, completions)`)."""
+
+    def __init__(self, make_scorer: Callable[[], Any]) -> None:
+        self.scorer = make_scorer()
+
+    def where(self) -> dict[str, Any]:
+        return _where()
+
+    def score(self, prompts: list[str], completions: list[str]) -> list[float]:
+        return list(self.scorer.score(prompts, completions))
+
+
+class RayScorer:
+    """A reward-model scorer in its own Ray actor(s), so the model is not held by the learner's process.
+
+    `score` shards the pairs over the actors; a call lost with a dead actor is resubmitted to another
+    (or to the same one once Ray has restarted it), at most `max_resubmits` times.
+    """
+
+    def __init__(self, make_scorer: Callable[[], Any], config: PoolConfig | None = None) -> None:
+        self.config = config or PoolConfig(num_workers=1)
+        self._pool = _ActorPool("scoring", _ScorerHost, make_scorer, self.config)
+
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+        live = self._pool.alive()
+        size = -(-len(prompts) // len(live)) if prompts else 1
+        spans = [(a, min(a + size, len(prompts))) for a in range(0, len(prompts), size)]
+
+        def submit(n: int, worker: int) -> Any:
+            a, b = spans[n]
+            return self._pool.actors[worker].score.remote(list(prompts[a:b]), list(completions[a:b]))
+
+        workers = [live[n % len(live)] for n in range(len(spans))]
+        refs = [submit(n, w) for n, w in enumerate(workers)]  # all shards run at once
+        scores: list[float] = []
+        for n in range(len(spans)):
+            attempts = 0
+            while True:
+                try:
+                    scores += ray.get(refs[n])
+                    break
+                except RayActorError as e:
+                    who = self._pool.describe(workers[n])
+                    if attempts >= self.config.max_resubmits:
+                        raise RuntimeError(
+                            f"{who} died {attempts + 1} times while scoring: {_cause(e)}"
+                        ) from e
+                    log.warning("%s died while scoring: %s; resubmitted", who, _cause(e))
+                    self._pool.mark_dead(workers[n])
+                    attempts += 1
+                    workers[n] = self._pool.alive()[0]
+                    refs[n] = submit(n, workers[n])
+        return scores
+
+    def shutdown(self) -> None:
+        self._pool.shutdown()
+
+
 @dataclass
 class StepTimeline:
     """When each piece of a step ran, in seconds from the step's start (for logs and `bench/rollout.py`)."""

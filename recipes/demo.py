@@ -38,7 +38,9 @@ def main() -> None:
         print(f"== demo: seed {seed}: {' '.join(cmd[1:])}", flush=True)
         done = subprocess.run(cmd, check=False)
         if done.returncode != 0:
-            raise SystemExit(f"error: the pipeline for seed {seed} failed (exit {done.returncode}); see above")
+            raise SystemExit(
+                f"error: the pipeline for seed {seed} failed (exit {done.returncode}); see above"
+            )
         summaries.append(json.loads((out / "summary.json").read_text()))
     if len(summaries) > 1:
         print(f"\n== demo: {len(summaries)} seeds in {time.perf_counter() - start:.0f}s")

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from grpo.learner import Learner, LearnerConfig, RolloutBatch
 from grpo.models import resolve_model_path
 from recipes.common import check_fresh_output, read_problems, sampling_config
-from recipes.config import checked_dataclass, recipe_main, refuse_contradictions
+from recipes.config import ConfigError, checked_dataclass, recipe_main, refuse_contradictions
 from recipes.rollouts import build_rollout
 from recipes.tracking import RunLog, metrics_line
 from rewards import Problem
@@ -71,7 +71,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     weights = str(resume_from or config.model)
     rollout_spec: dict[str, Any] = OmegaConf.to_container(cfg.rollout, resolve=True)  # type: ignore[assignment]
     rollout = build_rollout(rollout_spec, weights, functools.partial(instantiate, grader_spec))
-    scorer = make_scorer(cfg.reward)
+    try:
+        scorer = make_scorer(cfg.reward, on_ray=cfg.rollout.kind == "ray")
+    except BaseException:
+        rollout.close()
+        raise
     out.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, out / "config.yaml", resolve=True)
     log = RunLog(out, loggers=list(cfg.logger.loggers), config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
@@ -131,6 +135,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     finally:
         bar.close()
         rollout.close()
+        if hasattr(scorer, "shutdown"):
+            scorer.shutdown()
         log.close()
 
     # -- final -----------------------------------------------------------------------------------------
@@ -213,17 +219,25 @@ def sample_rows(
     return rows
 
 
-def make_scorer(spec: DictConfig) -> Any:
+def make_scorer(spec: DictConfig, on_ray: bool) -> Any:
+    """The reward model's scorer: in this process, or in its own Ray actor(s) when the rollout is on Ray."""
     if spec.kind == "execution":
         return None
     from rewards.reward_model import RewardModelScorer
 
     path = Path(str(spec.model))
     if not path.exists():
-        raise SystemExit(
-            f"error: reward.model={path} does not exist (train one with python -m recipes.reward_model)"
+        raise ConfigError(
+            f"reward.model={path} does not exist (train one with python -m recipes.reward_model)"
         )
-    return RewardModelScorer(path, batch_size=spec.batch_size)
+    if not on_ray:
+        return RewardModelScorer(path, batch_size=spec.batch_size)
+    from grpo.ray_pool import PoolConfig, RayScorer
+
+    actors: dict[str, Any] = OmegaConf.to_container(spec.scorer_actors, resolve=True)  # type: ignore[assignment]
+    return RayScorer(
+        functools.partial(RewardModelScorer, path, batch_size=spec.batch_size), PoolConfig(**actors)
+    )
 
 
 def load_tokenizer(model: str) -> Any:

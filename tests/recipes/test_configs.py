@@ -1,8 +1,10 @@
 """Every top-level config composes with every option of every group it uses, and what can be built from
 it is built; every yaml says what it is for and how to run it; misspelt keys get a suggestion."""
 
+import inspect
 from pathlib import Path
 
+import hydra.utils
 import pytest
 from omegaconf import OmegaConf
 
@@ -21,12 +23,13 @@ REQUIRED = {  # mandatory (???) values, and what a group option needs
     "grade": ["problems=p.jsonl", "completions=c.jsonl"],
 }
 OPTION_NEEDS = {"model/path": ["model.name=/some/folder"], "data/jsonl": ["data.train.0.path=rows.jsonl"],
-                "reward/rm": ["reward.model=rm"], "reward/blend": ["reward.model=rm"]}  # fmt: skip
+                "reward/rm": ["reward.model=rm"], "reward/blend": ["reward.model=rm"],
+                "experiment/deepseek_coder_v2_lite_taco": ["reward.model=rm"]}  # fmt: skip
 
 
 def groups_of(name):
     defaults = OmegaConf.load(CONFIGS / f"{name}.yaml").get("defaults", [])
-    return [next(iter(d)) for d in defaults if not isinstance(d, str)]
+    return [next(iter(d)).removeprefix("optional ") for d in defaults if not isinstance(d, str)]
 
 
 def cases():
@@ -54,6 +57,13 @@ def test_composes_and_builds(name, group, option):
     if "sampling" in tree:
         sampling_config(cfg.sampling)
     if name == "grpo":
+        from grpo.hf_worker import HFWorker
+        from grpo.vllm_worker import VLLMWorker
+
+        worker = {"hf": HFWorker, "vllm": VLLMWorker}[cfg.rollout.engine]
+        inspect.signature(worker).bind("model", **tree["rollout"]["engine_options"])
+        problems = dict(tree["problems"])
+        inspect.signature(hydra.utils.get_method(problems.pop("_target_"))).bind(**problems)
         checked_dataclass(
             LearnerConfig, tree["algorithm"] | {"model": "tiny", "total_steps": cfg.steps}, "algorithm"
         )

@@ -183,3 +183,19 @@ def test_config_typos_and_contradictions_are_refused(tmp_path):
         run(compose_cfg("grpo", [*base, "reward=rm"]))
     with pytest.raises(SystemExit, match="group_size=1"):
         run(compose_cfg("grpo", [*base, "group_size=1"]))
+
+
+def test_with_a_ray_rollout_the_reward_model_scores_in_its_own_actor(tiny_sft, tmp_path):
+    from rewards.reward_model import RewardModelScorer
+
+    _, result = tiny_sft
+    rm = tiny_reward_model(tmp_path / "rm")
+    fast = [o for o in FAST if not o.startswith("rollout.engine_options.batch_size")]
+    done = grpo_cli(f"policy={result.model_dir}", f"output_dir={tmp_path / 'run'}", *fast, "steps=1",
+                    "samples_every=1", "samples_per_log=4", "rollout=ray_hf", "rollout.num_cpus=2",
+                    "reward=rm", f"reward.model={rm}")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    here = RewardModelScorer(rm).score([s["prompt"] for s in samples], [s["completion"] for s in samples])
+    assert [s["rm_score"] for s in samples] == pytest.approx(here, abs=1e-5)
+    assert [s["reward"] for s in samples] == [s["rm_score"] for s in samples]  # reward=rm: the score itself
