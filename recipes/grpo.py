@@ -10,7 +10,7 @@ Reads top to bottom:
    checkpoint; Ctrl-C finishes the step it is in, saves a checkpoint of it and exits with status 130;
 4. save `final/` (HF format, with the tokenizer) and `grpo_result.json`.
 
-Prompts come from `problems` in order, `prompts_per_step` per step (wrapping around when the steps
+Prompts come from `train_problems` in order, `prompts_per_step` per step (wrapping around when the steps
 need more); step `i` samples with seed `seed + i`, so a resumed run sees the prompts and seeds an
 uninterrupted one would.
 """
@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     resume_from = last_checkpoint(out) if cfg.resume else None
 
     # -- build -----------------------------------------------------------------------------------------
-    problems = read_problems(cfg.problems)
+    problems = read_problems(cfg.train_problems)
     algorithm: dict[str, Any] = OmegaConf.to_container(cfg.algorithm, resolve=True)  # type: ignore[assignment]
     config = checked_dataclass(
         LearnerConfig, algorithm | {"model": str(resolve_model_path(str(cfg.policy))), "total_steps": cfg.steps},

@@ -89,8 +89,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     labels, heldout_labels = out / "label" / "train.jsonl", out / "label" / "heldout.jsonl"
     stage("label", out / "label" / "done", lambda: (
         label.run(stage_config("label", [f"policy={policy}", f"out={labels}", f"sampling.seed={seed}", *extra["label"]])),
-        label.run(stage_config("label", [f"policy={policy}", f"out={heldout_labels}", "problems.split=heldout",
-                                         f"problems.n={cfg.heldout_label_problems}", f"sampling.seed={seed}", *extra["label"]])),
+        label.run(stage_config("label", [f"policy={policy}", f"out={heldout_labels}", f"sampling.seed={seed}",
+                                         *extra["label"], "problems.split=heldout", f"problems.n={cfg.heldout_label_problems}"])),
         (out / "label" / "done").touch(),
     ))  # fmt: skip
 

@@ -24,7 +24,8 @@ REQUIRED = {  # mandatory (???) values, and what a group option needs
 }
 OPTION_NEEDS = {"model/path": ["model.name=/some/folder"], "data/jsonl": ["data.train.0.path=rows.jsonl"],
                 "reward/rm": ["reward.model=rm"], "reward/blend": ["reward.model=rm"],
-                "experiment/deepseek_coder_v2_lite_taco": ["reward.model=rm"]}  # fmt: skip
+                "experiment/deepseek_coder_v2_lite_taco": ["reward.model=rm"],
+                "train_problems/jsonl": ["train_problems.path=p.jsonl"]}  # fmt: skip
 
 
 def groups_of(name):
@@ -62,7 +63,7 @@ def test_composes_and_builds(name, group, option):
 
         worker = {"hf": HFWorker, "vllm": VLLMWorker}[cfg.rollout.engine]
         inspect.signature(worker).bind("model", **tree["rollout"]["engine_options"])
-        problems = dict(tree["problems"])
+        problems = dict(tree["train_problems"])
         inspect.signature(hydra.utils.get_method(problems.pop("_target_"))).bind(**problems)
         checked_dataclass(
             LearnerConfig, tree["algorithm"] | {"model": "tiny", "total_steps": cfg.steps}, "algorithm"

@@ -19,7 +19,7 @@ STAGES = {
 }  # fmt: skip
 # a stage's overrides are a list of quoted strings on the command line: stages.sft=['trainer.max_steps=2']
 SMOKE = [f"stages.{k}=[{','.join(repr(o) for o in v)}]" for k, v in STAGES.items()] + [
-    "heldout_label_problems=4"
+    "heldout_label_problems=3"
 ]
 LAST_LINE = re.compile(
     r"held-out pass@1: SFT (\d\.\d\d) -> GRPO (\d\.\d\d) \(([+-]\d+\.\d) points\); "
@@ -53,6 +53,7 @@ def test_pipeline_smoke_runs_every_stage_and_prints_the_summary(tmp_path):
     grpo_cfg = (out / "grpo" / "config.yaml").read_text()
     assert f"policy: {out / 'sft' / 'final'}" in grpo_cfg
     assert len((out / "label" / "train.jsonl").read_text().splitlines()) == 16
+    assert len((out / "label" / "heldout.jsonl").read_text().splitlines()) == 12  # heldout_label_problems x 4
     assert len((out / "grpo" / "metrics.jsonl").read_text().splitlines()) == 2
     control = json.loads((out / "control" / "sft_result.json").read_text())
     assert control["steps"] >= 1
