@@ -49,6 +49,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     check_fresh_output(out, RESULT_FILE, resume=cfg.resume, overwrite=cfg.overwrite, what="GRPO")
     refuse_contradictions(cfg)
+    if cfg.resume and not cfg.overwrite and (out / RESULT_FILE).exists():
+        print(
+            f"grpo: {out} holds a finished run; nothing to resume (overwrite=true to start over)",
+            file=sys.stderr,
+        )
+        return dict(json.loads((out / RESULT_FILE).read_text()))
     if cfg.overwrite and not cfg.resume:
         clear_outputs(out)
     resume_from = last_checkpoint(out) if cfg.resume else None

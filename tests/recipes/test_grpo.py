@@ -115,6 +115,9 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_ends_at_the_same_metrics(uninterru
     for a, b in zip(ours, theirs, strict=True):
         assert untimed(a) == pytest.approx(untimed(b), rel=1e-5, abs=1e-7)
     assert json.loads((out / "grpo_result.json").read_text())["resumed_at"] == int(saved[0].split("-")[1])
+    again = grpo_cli(*args, "resume=true")  # a finished run: nothing to do, nothing rewritten
+    assert again.returncode == 0 and "nothing to resume" in again.stderr
+    assert metrics(out) == ours
 
 
 def tiny_reward_model(path):
