@@ -36,7 +36,7 @@ from grpo.models import resolve_model_path
 from recipes.common import check_fresh_output, read_problems, sampling_config
 from recipes.config import ConfigError, checked_dataclass, recipe_main, refuse_contradictions
 from recipes.rollouts import build_rollout
-from recipes.tracking import RunLog, metrics_line
+from recipes.tracking import METRICS_FILE, RunLog, metrics_line, read_jsonl
 from rewards import Problem
 from rewards.blend import combine
 
@@ -288,8 +288,8 @@ def clear_outputs(out: Path) -> None:
 
 
 def last_metrics(out: Path) -> dict[str, Any]:
-    lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []
-    return json.loads(lines[-1]) if lines else {}
+    rows = read_jsonl(out / METRICS_FILE)
+    return rows[-1] if rows else {}
 
 
 @recipe_main("grpo")

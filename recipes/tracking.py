@@ -85,9 +85,10 @@ class RunLog:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The rows of `path` (rewards' line-numbered reader); none when the run has not written it yet."""
+    from rewards.problems import read_jsonl as read_rows
+
+    return read_rows(path) if path.exists() else []
 
 
 def _truncate_after(path: Path, step: int | None) -> None:
