@@ -15,20 +15,18 @@ one reply; a `cases` request (one program, many stdins) is answered by one reply
 
 from __future__ import annotations
 
-# Pre-imported for Python jobs: a forked child finds them loaded.
-import ast  # noqa: F401
+# Pre-imported for Python jobs: a forked child finds them loaded. Only light, common modules: every module
+# here grows the memory that each job's fork copies and its exit tears down. Dropping ast, dataclasses,
+# decimal, fractions, hashlib, random and statistics (20 -> 15 MB resident, 106 -> 90 mappings) cut
+# the CPU per HumanEval job by about 5% (bench/sandbox.py); a job that imports them pays for it itself.
 import atexit
 import bisect  # noqa: F401
 import collections  # noqa: F401
 import contextlib
 import copy  # noqa: F401
 import ctypes
-import dataclasses  # noqa: F401
-import decimal  # noqa: F401
-import fractions  # noqa: F401
 import functools  # noqa: F401
 import gc
-import hashlib  # noqa: F401
 import heapq  # noqa: F401
 import io
 import itertools  # noqa: F401
@@ -36,13 +34,11 @@ import json
 import math  # noqa: F401
 import operator  # noqa: F401
 import os
-import random  # noqa: F401
 import re  # noqa: F401
 import resource
 import select
 import shutil
 import signal
-import statistics  # noqa: F401
 import string  # noqa: F401
 import struct
 import sys
