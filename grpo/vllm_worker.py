@@ -70,6 +70,7 @@ class VLLMWorker:
         tensor_parallel_size: int = 1,
         enable_sleep_mode: bool = False,
         enforce_eager: bool | None = None,
+        max_num_seqs: int | None = None,
     ) -> None:
         vllm = import_vllm()
         on_cpu = not cuda_available()
@@ -83,6 +84,8 @@ class VLLMWorker:
             # The sampled tokens' logprobs after temperature (and top-k/top-p), which the learner recomputes.
             "logprobs_mode": "processed_logprobs",
         }
+        if max_num_seqs is not None:  # the engine's batch: more sequences than this wait for a free slot
+            kwargs["max_num_seqs"] = max_num_seqs
         # CUDA graphs pay off on a GPU; on the CPU, compiling costs 20 s of start-up and gains nothing.
         kwargs["enforce_eager"] = on_cpu if enforce_eager is None else enforce_eager
         if on_cpu:

@@ -87,7 +87,7 @@ def test_vllm_refuses_head_dim_below_64_on_cpu(tmp_path):
 def tiny_engine():
     from grpo.vllm_worker import VLLMWorker
 
-    worker = VLLMWorker("tiny", max_model_len=512, seed=0)
+    worker = VLLMWorker("tiny", max_model_len=512, seed=0, max_num_seqs=4)
     yield worker
     worker.close()
 
@@ -114,6 +114,19 @@ def test_vllm_samples_n_completions_with_logprobs(tiny_engine):
                 logits = model(ids).logits[0, len(group.prompt_token_ids) - 1 : -1]
             hf = torch.log_softmax(logits.float(), -1).gather(1, torch.tensor(c.token_ids)[:, None])[:, 0]
             torch.testing.assert_close(torch.tensor(c.logprobs), hf, atol=2e-3, rtol=0)
+
+
+@pytest.mark.vllm
+def test_vllm_max_num_seqs_streams_groups_in_waves(tiny_engine):
+    """With at most 4 sequences in flight, 3 groups of 4 run one after another: the stream yields one
+    whole group per wave (with the engine's default batch, two of them finish together)."""
+    from grpo.rollout import SamplingConfig
+
+    assert tiny_engine.llm.llm_engine.vllm_config.scheduler_config.max_num_seqs == 4
+    prompts = ["def add(a, b):\n", "def sub(a, b):\n", "def mul(a, b):\n"]
+    batches = list(tiny_engine.generate_stream(prompts, 4, SamplingConfig(max_tokens=8, seed=0)))
+    assert [[i for i, _ in batch] for batch in batches] == [[0], [1], [2]]
+    assert all(len(group.completions) == 4 for batch in batches for _, group in batch)
 
 
 @pytest.mark.vllm
