@@ -141,3 +141,37 @@ def test_vllm_greedy_equals_hf_worker(tiny_engine):
     engine = [g.completions[0].token_ids for g in tiny_engine.generate(prompts, 1, greedy)]
     assert engine == [g.completions[0].token_ids for g in hf.generate(prompts, 1, greedy)]
     assert all(len(ids) == 10 for ids in engine)
+
+
+@pytest.mark.vllm
+def test_vllm_load_weights_by_file_and_by_bytes(tiny_engine):
+    """Both ways weights reach the engine's workers (a safetensors file in shared memory, and raw bytes
+    through `collective_rpc` for engines whose workers are Ray actors) give it exactly the new weights:
+    its greedy tokens then equal HFWorker's on them. Last in the module: it changes the engine."""
+    from grpo.hf_worker import HFWorker
+    from grpo.rollout import SamplingConfig
+    from grpo.vllm_worker import _pack
+
+    greedy = SamplingConfig(temperature=0.0, max_tokens=10)
+    prompts = ["def add(a, b):\n", "for i in range(", "class Stack:\n"]
+
+    def tokens(worker):
+        return [g.completions[0].token_ids for g in worker.generate(prompts, 1, greedy)]
+
+    hf = HFWorker(str(tiny_engine.model_path))
+    outputs = [tokens(tiny_engine)]
+    torch.manual_seed(0)
+    for transport in ("file", "bytes"):
+        with torch.no_grad():
+            for p in hf.model.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+        if transport == "file":
+            sent = tiny_engine.load_weights(hf.model.named_parameters())
+            assert sent == sum(p.numel() * p.element_size() for p in hf.model.parameters())
+        else:
+            packed = [_pack(name, p) for name, p in hf.model.named_parameters()]
+            tiny_engine.llm.collective_rpc("grpo_coder_load_weights", args=(packed,))
+        outputs.append(tokens(tiny_engine))
+        assert outputs[-1] == tokens(hf), transport
+    assert outputs[0] != outputs[1] != outputs[2]  # each load changed what the engine writes
+    assert not list(Path("/dev/shm").glob("grpo-weights-*")), "the weights file is removed"
