@@ -200,6 +200,12 @@ class Learner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
         self.step_count = 0
 
+    def reset_reference(self) -> None:
+        """The reference becomes a copy of the current policy (iterative RL's optional reset); no-op
+        without a reference (kl_coef 0)."""
+        if self.reference is not None:
+            self.reference.load_state_dict(self.policy.state_dict())
+
     def _lr_factor(self, step: int) -> float:
         c = self.config
         if step < c.warmup_steps:

@@ -53,6 +53,22 @@ def refuse_contradictions(cfg: DictConfig) -> None:
         raise ConfigError(
             f"reward.kind={reward.kind} needs reward.model (a folder from recipes.reward_model)"
         )
+    iterative = reward.get("iterative")
+    if iterative is not None and iterative.every:
+        if reward.kind == "execution":
+            raise ConfigError(
+                "reward.iterative.every is set with reward.kind=execution: iterative RL retrains a reward "
+                "model, and this reward uses none (reward=rm or reward=blend)"
+            )
+        if not 0 <= iterative.replay < 1:
+            raise ConfigError(
+                f"reward.iterative.replay={iterative.replay}: a share of the set, from 0 up to 1"
+            )
+        if iterative.reset_reference and not alg.get("kl_coef", 0):
+            raise ConfigError(
+                "reward.iterative.reset_reference=true with algorithm.kl_coef=0: there is no KL reference "
+                "to reset; set algorithm.kl_coef > 0 or leave the reference alone"
+            )
     if cfg.group_size < 2:
         raise ConfigError(f"group_size={cfg.group_size}: group-relative advantages need at least 2 samples")
     if cfg.sampling.temperature == 0:

@@ -17,6 +17,7 @@ uninterrupted one would.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -35,6 +36,7 @@ from grpo.learner import Learner, LearnerConfig, RolloutBatch
 from grpo.models import resolve_model_path
 from recipes.common import check_fresh_output, read_problems, sampling_config
 from recipes.config import ConfigError, checked_dataclass, recipe_main, refuse_contradictions
+from recipes.iterative import IterativeRewardModel
 from recipes.rollouts import build_rollout
 from recipes.tracking import METRICS_FILE, RunLog, metrics_line, read_jsonl
 from rewards import Problem
@@ -66,6 +68,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         LearnerConfig, algorithm | {"model": str(resolve_model_path(str(cfg.policy))), "total_steps": cfg.steps},
         "algorithm",
     )  # fmt: skip
+    iterative = None
+    if cfg.reward.kind != "execution" and cfg.reward.iterative.every:
+        iterative = IterativeRewardModel(cfg.reward, out, start_step=_step_of(resume_from), seed=cfg.seed)
+        reference = (
+            iterative.last_reference(_step_of(resume_from)) if cfg.reward.iterative.reset_reference else None
+        )
+        if reference is not None:  # the policy of the last reset before the checkpoint
+            config = dataclasses.replace(config, reference=str(reference))
     if resume_from is not None:
         learner, position = Learner.resume(resume_from, config)
         start = int(position["step"])
@@ -78,7 +88,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rollout_spec: dict[str, Any] = OmegaConf.to_container(cfg.rollout, resolve=True)  # type: ignore[assignment]
     rollout = build_rollout(rollout_spec, weights, functools.partial(instantiate, grader_spec))
     try:
-        scorer = make_scorer(cfg.reward, on_ray=cfg.rollout.kind == "ray")
+        scorer = make_scorer(
+            cfg.reward, on_ray=cfg.rollout.kind == "ray", model=iterative.model if iterative else None
+        )
     except BaseException:
         rollout.close()
         raise
@@ -123,8 +135,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 t2 = time.perf_counter()
                 metrics |= rollout.load_weights(learner.policy.named_parameters())
                 metrics |= timing | batch_metrics(batch, flat_grades, execution, rm)
-                metrics |= {"time/learner_s": t2 - t1, "time/step_s": time.perf_counter() - t0}
                 done = step + 1
+                if iterative is not None:  # relabel with the current policy's samples; retrain every K steps
+                    iterative.add(done, chunk, groups, grades)
+                    if iterative.due(done) and done < cfg.steps:
+                        t3 = time.perf_counter()
+                        metrics |= iterative.retrain(done)
+                        if iterative.model != scorer_model(scorer):
+                            if hasattr(scorer, "shutdown"):
+                                scorer.shutdown()
+                            scorer = make_scorer(
+                                cfg.reward, on_ray=cfg.rollout.kind == "ray", model=iterative.model
+                            )
+                        if cfg.reward.iterative.reset_reference:
+                            learner.reset_reference()
+                            learner.policy.save_pretrained(iterative.reference_dir(done))
+                        metrics["time/rm_retrain_s"] = time.perf_counter() - t3
+                metrics |= {"time/learner_s": t2 - t1, "time/step_s": time.perf_counter() - t0}
                 log.metrics(done, metrics)
                 if cfg.samples_every and (done % cfg.samples_every == 0 or done == 1):
                     log.samples(done, sample_rows(chunk, groups, grades, rewards, rm, cfg.samples_per_log))
@@ -225,25 +252,37 @@ def sample_rows(
     return rows
 
 
-def make_scorer(spec: DictConfig, on_ray: bool) -> Any:
-    """The reward model's scorer: in this process, or in its own Ray actor(s) when the rollout is on Ray."""
+def make_scorer(spec: DictConfig, on_ray: bool, model: str | None = None) -> Any:
+    """The reward model's scorer: in this process, or in its own Ray actor(s) when the rollout is on Ray.
+    `model` replaces spec.model (an iterative run's latest reward model)."""
     if spec.kind == "execution":
         return None
     from rewards.reward_model import RewardModelScorer
 
-    path = Path(str(spec.model))
+    path = Path(str(model or spec.model))
     if not path.exists():
         raise ConfigError(
             f"reward.model={path} does not exist (train one with python -m recipes.reward_model)"
         )
     if not on_ray:
-        return RewardModelScorer(path, batch_size=spec.batch_size)
-    from grpo.ray_pool import PoolConfig, RayScorer
+        scorer: Any = RewardModelScorer(path, batch_size=spec.batch_size)
+    else:
+        from grpo.ray_pool import PoolConfig, RayScorer
 
-    actors: dict[str, Any] = OmegaConf.to_container(spec.scorer_actors, resolve=True)  # type: ignore[assignment]
-    return RayScorer(
-        functools.partial(RewardModelScorer, path, batch_size=spec.batch_size), PoolConfig(**actors)
-    )
+        actors: dict[str, Any] = OmegaConf.to_container(spec.scorer_actors, resolve=True)  # type: ignore[assignment]
+        scorer = RayScorer(
+            functools.partial(RewardModelScorer, path, batch_size=spec.batch_size), PoolConfig(**actors)
+        )
+    scorer.model_path = str(path)
+    return scorer
+
+
+def scorer_model(scorer: Any) -> str | None:
+    return getattr(scorer, "model_path", None)
+
+
+def _step_of(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.removeprefix("checkpoint-")) if checkpoint is not None else 0
 
 
 def load_tokenizer(model: str) -> Any:

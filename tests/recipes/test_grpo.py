@@ -186,6 +186,11 @@ def test_config_typos_and_contradictions_are_refused(tmp_path):
         run(compose_cfg("grpo", [*base, "reward=rm"]))
     with pytest.raises(SystemExit, match="group_size=1"):
         run(compose_cfg("grpo", [*base, "group_size=1"]))
+    with pytest.raises(SystemExit, match=r"reward\.iterative\.every is set with reward\.kind=execution"):
+        run(compose_cfg("grpo", [*base, "reward.iterative.every=2"]))
+    with pytest.raises(SystemExit, match=r"no KL reference to reset"):
+        run(compose_cfg("grpo", [*base, "reward=rm", "reward.model=rm", "reward.iterative.every=2",
+                                 "reward.iterative.reset_reference=true"]))  # fmt: skip
 
 
 def test_with_a_ray_rollout_the_reward_model_scores_in_its_own_actor(tiny_sft, tmp_path):
@@ -202,3 +207,70 @@ def test_with_a_ray_rollout_the_reward_model_scores_in_its_own_actor(tiny_sft, t
     here = RewardModelScorer(rm).score([s["prompt"] for s in samples], [s["completion"] for s in samples])
     assert [s["rm_score"] for s in samples] == pytest.approx(here, abs=1e-5)
     assert [s["reward"] for s in samples] == [s["rm_score"] for s in samples]  # reward=rm: the score itself
+
+
+def write_labels(path, n):
+    """`n` labelled rows of both classes, as recipes.label writes them: the older labels to replay."""
+    rows = [{"task_id": f"old/{i}", "prompt": "def f(x: int) -> int:\n", "completion": f"    return x + {i}\n",
+             "passed": i % 2 == 0, "pass_fraction": float(i % 2 == 0), "verdict": "passed"} for i in range(n)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_iterative_rl_retrains_the_reward_model_on_the_policys_samples(tiny_sft, tmp_path):
+    """reward.iterative.every=2 over 4 steps: at step 2 the reward model is trained further on the 32
+    samples graded in steps 1-2 plus replayed older labels, scores from step 3 on are the new model's, and
+    the KL reference is reset to the policy (saved for a resume)."""
+    from rewards.reward_model import RewardModelScorer
+
+    _, result = tiny_sft
+    rm = tiny_reward_model(tmp_path / "rm")
+    out = tmp_path / "run"
+    cfg = compose_cfg("grpo", [f"policy={result.model_dir}", f"output_dir={out}", *FAST, "samples_every=1",
+                               "samples_per_log=4", "reward=rm", f"reward.model={rm}", "reward.iterative.every=2",
+                               f"reward.iterative.labels={write_labels(tmp_path / 'old.jsonl', 12)}",
+                               "reward.iterative.replay=0.2", "reward.iterative.reset_reference=true",
+                               "algorithm.kl_coef=0.04"])  # fmt: skip
+    run(cfg)
+    rows = metrics(out)
+    assert [r.get("rm_iter/retrained") for r in rows] == [None, 1.0, None, None]  # not after the last step
+    assert rows[1]["rm_iter/fresh"] == 32 and rows[1]["rm_iter/replayed"] == 8  # 0.2 of 40 = 8 of the 12
+    labels = [json.loads(line) for line in (out / "rm_iterations" / "labels.jsonl").read_text().splitlines()]
+    assert [sum(r["step"] == s for r in labels) for s in (1, 2, 3, 4)] == [16, 16, 16, 16]
+    retrained = out / "rm_iterations" / "step-2" / "final"
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    later = [s for s in samples if s["step"] >= 3]
+    texts = ([s["prompt"] for s in later], [s["completion"] for s in later])
+    assert [s["rm_score"] for s in later] == pytest.approx(
+        RewardModelScorer(retrained).score(*texts), abs=1e-5
+    )
+    assert [s["rm_score"] for s in later] != pytest.approx(RewardModelScorer(rm).score(*texts), abs=1e-3)
+    assert (out / "rm_iterations" / "reference-2" / "model.safetensors").exists()
+
+
+def test_iterative_state_on_resume(tmp_path):
+    """A run resumed at step 3 keeps the labels of steps 1-3 (older: up to its last retraining at step 2),
+    scores with step 2's reward model, and takes the reference saved at step 2."""
+    from omegaconf import OmegaConf
+
+    from recipes.iterative import IterativeRewardModel
+
+    spec = compose_cfg(
+        "grpo", ["policy=tiny", "reward=rm", "reward.model=rm0", "reward.iterative.every=2"]
+    ).reward
+    d = tmp_path / "rm_iterations"
+    for name in ("step-2/final", "step-4/final", "reference-2", "reference-4"):
+        (d / name).mkdir(parents=True)
+    rows = [json.loads(line) | {"step": 1 + i // 3} for i, line in
+            enumerate(write_labels(tmp_path / "l.jsonl", 12).read_text().splitlines())]  # fmt: skip
+    (d / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))  # steps 1-4, 3 rows each
+    state = IterativeRewardModel(spec, tmp_path, start_step=3, seed=0)
+    assert state.model == str(d / "step-2" / "final") and state.iteration_steps == [2]
+    assert (len(state.older), len(state.fresh)) == (6, 3)
+    assert (
+        len((d / "labels.jsonl").read_text().splitlines()) == 9
+    )  # step 4's rows, after the checkpoint, dropped
+    assert state.last_reference(3) == d / "reference-2"
+    fresh = IterativeRewardModel(OmegaConf.merge(spec, {"iterative": {"labels": str(tmp_path / "l.jsonl")}}),
+                                 tmp_path / "new", start_step=0, seed=0)  # fmt: skip
+    assert (fresh.model, len(fresh.older), fresh.fresh) == ("rm0", 12, [])
