@@ -91,6 +91,35 @@ def config_groups() -> set[str]:
     return {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
 
 
+def experiment_recipe(option: str) -> str | None:
+    """The recipe an `experiment/<option>.yaml` is for, from its `# Run: python -m recipes.<name>` line
+    (None when the file is not there: Hydra lists the options itself)."""
+    path = CONFIG_DIR / "experiment" / f"{option}.yaml"
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        words = line.removeprefix("#").split()
+        if words[:3] == ["Run:", "python", "-m"] and len(words) > 3:
+            return words[3].removeprefix("recipes.")
+    raise ConfigError(
+        f"{path} has no '# Run: python -m recipes.<name> ...' line saying which recipe it is for"
+    )
+
+
+def wrong_experiment(config_name: str, args: list[str]) -> str | None:
+    """An `experiment=X` argument whose file is written for another recipe, said as such."""
+    for arg in args:
+        key, _, option = arg.lstrip("+").partition("=")
+        if key == "experiment" and option:
+            recipe = experiment_recipe(option)
+            if recipe is not None and recipe != config_name:
+                return (
+                    f"experiment={option} is an experiment for recipes.{recipe}, not recipes.{config_name}: "
+                    f"run python -m recipes.{recipe} experiment={option}"
+                )
+    return None
+
+
 def misspelt_override(config_name: str, args: list[str]) -> str | None:
     """The first `key=value` argument whose key the composed config lacks, with the closest valid key.
 
@@ -135,7 +164,9 @@ def recipe_main(config_name: str) -> Callable[[Callable[[DictConfig], None]], Ca
 
         @functools.wraps(task)
         def main() -> None:
-            message = misspelt_override(config_name, sys.argv[1:])
+            message = wrong_experiment(config_name, sys.argv[1:]) or misspelt_override(
+                config_name, sys.argv[1:]
+            )
             if message:
                 raise ConfigError(message)
             hydra_main()

@@ -3,7 +3,7 @@ several, then the mean and spread of the held-out pass@1 over the seeds.
 
     python -m recipes.demo                       # seed 0, into runs/demo/seed-0
     python -m recipes.demo --seeds 3             # seeds 0, 1, 2, then mean and spread
-    python -m recipes.demo --seeds 3 -- reward=blend stages.grpo='[steps=80]'   # pipeline overrides
+    python -m recipes.demo --seeds 3 -- 'rewards=[blend]' stages.grpo='[steps=80]'   # pipeline overrides
 
 Each seed is a fresh `python -m recipes.pipeline` process (a rerun continues a seed that was killed;
 `--overwrite` starts it over). The last line has the pipeline's form, with means over the seeds.

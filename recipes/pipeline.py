@@ -4,6 +4,7 @@ SFT-only control trained for the same wall time as label + reward model + GRPO.
     python -m recipes.pipeline                                  # the embedded CPU default
     python -m recipes.pipeline seed=1 output_dir=runs/pipeline-1
     python -m recipes.pipeline stages.grpo='[steps=2]' ...      # any stage's own overrides
+    python -m recipes.pipeline experiment=rm_vs_execution       # GRPO on execution against GRPO on the RM
 
 Each stage is its own recipe (`recipes.sft`, `recipes.label`, ...), composed from its own config with
 the overrides listed under `stages.<name>` plus the paths that wire it to the stage before. Its
@@ -14,6 +15,12 @@ The control continues SFT from the SFT checkpoint, on the same data and with the
 rate (a cosine warm restart), for as many steps as the measured SFT speed fits into the wall time that
 label + reward model + GRPO took, capped at that time. A gain that this control matches is a gain of
 more SFT, not of RL.
+
+`rewards` lists what GRPO trains on: `[execution]` (the default), `[rm]`, `[blend]`, or several, as
+in `experiment=rm_vs_execution`. Each reward after the first gets a GRPO run of its own from the same SFT
+policy, with the same steps, prompts, group size and seed, in `${output_dir}/grpo_<reward>` (the first
+is `${output_dir}/grpo`); each is evaluated, and `rewards_compared.png` plots every run's training
+curves with its held-out pass@1.
 
 The run ends with a table (held-out pass@1 after SFT, after GRPO and of the control; the reward
 model's accuracy; wall time per stage) and one line for outside tools:
@@ -35,11 +42,13 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from recipes.config import CONFIG_DIR, recipe_main
+from recipes.config import CONFIG_DIR, ConfigError, recipe_main
+from recipes.tracking import METRICS_FILE, plot_runs
 from rewards.reward_model import LabelError
 from rewards.rm_eval import OneClassError
 
 SUMMARY_FILE = "summary.json"
+COMPARISON_PLOT = "rewards_compared.png"
 
 
 def stage_config(name: str, overrides: list[str]) -> DictConfig:
@@ -51,6 +60,7 @@ def stage_config(name: str, overrides: list[str]) -> DictConfig:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    check_rewards(cfg)
     out = Path(cfg.output_dir).resolve()
     if cfg.overwrite and out.exists():
         for child in out.iterdir():
@@ -98,14 +108,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rm_dir = out / "reward_model"
 
     def train_rm() -> None:
+        needs_rm = [r for r in cfg.rewards if r != "execution"]
         try:
             reward_model.run(stage_config("reward_model", [
                 f"backbone={policy}", f"labels={labels}", f"eval_labels={heldout_labels}", f"output_dir={rm_dir}",
                 f"seed={seed}", *extra["reward_model"]]))  # fmt: skip
         except (LabelError, OneClassError) as e:
-            if cfg.reward != "execution":
+            if needs_rm:
                 raise SystemExit(
-                    f"error: reward={cfg.reward} needs a reward model, and it cannot be trained: {e}"
+                    f"error: reward={needs_rm[0]} needs a reward model, and it cannot be trained: {e}"
                 ) from e
             print(f"pipeline: reward model skipped (GRPO uses the execution reward): {e}", file=sys.stderr)
             rm_dir.mkdir(parents=True, exist_ok=True)
@@ -113,14 +124,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     stage("reward_model", rm_dir / "reward_model_result.json", train_rm)
 
-    # 4. GRPO on fresh, unlabelled training prompts
-    grpo_dir = out / "grpo"
-    reward = [f"reward={cfg.reward}"] + (
-        [f"reward.model={rm_dir / 'final'}"] if cfg.reward != "execution" else []
-    )
-    stage("grpo", grpo_dir / "grpo_result.json", lambda: grpo.run(stage_config(
-        "grpo", [f"policy={policy}", f"output_dir={grpo_dir}", f"seed={seed}", f"algorithm.seed={seed}",
-                 "resume=true", *reward, *extra["grpo"]])))  # fmt: skip
+    # 4. GRPO on fresh, unlabelled training prompts: one run from the SFT policy for each reward listed
+    grpo_runs = {("grpo" if i == 0 else f"grpo_{r}"): r for i, r in enumerate(cfg.rewards)}
+    for name, kind in grpo_runs.items():
+        reward = [f"reward={kind}"] + ([f"reward.model={rm_dir / 'final'}"] if kind != "execution" else [])
+        stage(name, out / name / "grpo_result.json", lambda name=name, reward=reward: grpo.run(stage_config(
+            "grpo", [f"policy={policy}", f"output_dir={out / name}", f"seed={seed}", f"algorithm.seed={seed}",
+                     "resume=true", *reward, *extra["grpo"]])))  # fmt: skip
 
     # 5. the SFT-only control, for the wall time that label + reward model + GRPO took
     control_dir = out / "control"
@@ -135,20 +145,43 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     f"trainer.save_steps={steps}", f"trainer.eval_steps={steps}", *extra["control"]])))  # fmt: skip
 
     # 6. held-out pass@1 of each model
-    models = {"sft": policy, "grpo": grpo_dir / "final"} | (
-        {"control": control_dir / "final"} if cfg.control else {}
+    models = (
+        {"sft": policy}
+        | {name: out / name / "final" for name in grpo_runs}
+        | ({"control": control_dir / "final"} if cfg.control else {})
     )
     for name, path in models.items():
         where = out / "eval" / name
         stage(f"eval_{name}", where / "eval.json", lambda path=path, where=where: eval_recipe.run(stage_config(
             "eval", [f"model_path={path}", f"output_dir={where}", *extra["eval"]])))  # fmt: skip
 
-    summary = summarise(out, times, budget, cfg.control)
+    summary = summarise(out, times, budget, cfg.control, grpo_runs)
+    if len(grpo_runs) > 1:
+        summary["comparison_plot"] = str(plot_runs(
+            {f"reward={kind}": out / name / METRICS_FILE for name, kind in grpo_runs.items()},
+            {f"reward={kind}": summary["pass@1"][name] for name, kind in grpo_runs.items()},
+            out / COMPARISON_PLOT,
+        ))  # fmt: skip
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def summarise(out: Path, times: dict[str, float], budget: float, control: bool) -> dict[str, Any]:
+def check_rewards(cfg: DictConfig) -> None:
+    """Refuse, before any stage runs, a reward that has no config, or one listed twice."""
+    known = sorted(p.stem for p in (CONFIG_DIR / "reward").glob("*.yaml"))
+    rewards = list(cfg.rewards)
+    if not rewards:
+        raise ConfigError(f"rewards: empty; list at least one of {', '.join(known)}")
+    for reward in rewards:
+        if reward not in known:
+            raise ConfigError(f"rewards: unknown reward {reward!r}; choose from {', '.join(known)}")
+    if len(set(rewards)) != len(rewards):
+        raise ConfigError(f"rewards: {rewards} repeats a reward")
+
+
+def summarise(
+    out: Path, times: dict[str, float], budget: float, control: bool, grpo_runs: dict[str, str]
+) -> dict[str, Any]:
     def pass1(name: str) -> float:
         return float(json.loads((out / "eval" / name / "eval.json").read_text())["pass@1"])
 
@@ -157,8 +190,10 @@ def summarise(out: Path, times: dict[str, float], budget: float, control: bool) 
     best = {b["n"]: b for b in rm.get("best_of_n", [])}
     summary: dict[str, Any] = {
         "heldout_problems": json.loads((out / "eval" / "sft" / "eval.json").read_text())["problems"],
-        "pass@1": {"sft": pass1("sft"), "grpo": pass1("grpo")}
+        "pass@1": {"sft": pass1("sft")}
+        | {name: pass1(name) for name in grpo_runs}
         | ({"control": pass1("control")} if control else {}),
+        "rewards": grpo_runs,
         "reward_model": {
             "pairwise_accuracy": rm.get("pairwise", {}).get("accuracy"),
             "roc_auc": rm.get("roc_auc"),
@@ -173,12 +208,15 @@ def summarise(out: Path, times: dict[str, float], budget: float, control: bool) 
 
 def summary_lines(s: dict[str, Any]) -> list[str]:
     p, rm = s["pass@1"], s["reward_model"]
+    runs = s.get("rewards", {"grpo": ""})
     fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
     lines = [
         f"{'':<34}{'held-out pass@1':>16}   ({s['heldout_problems']} problems, greedy, hidden tests)",
         f"{'after SFT':<34}{p['sft']:>16.3f}",
-        f"{'after GRPO':<34}{p['grpo']:>16.3f}",
     ]
+    for name, kind in runs.items():
+        label = f"after GRPO (reward={kind})" if len(runs) > 1 else "after GRPO"
+        lines.append(f"{label:<34}{p[name]:>16.3f}")
     if "control" in p:
         lines.append(f"{'SFT-only control (same time)':<34}{p['control']:>16.3f}")
     if rm.get("skipped"):
@@ -193,6 +231,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             f"  best-of-{b['n']}: rm {fmt(b['rm'])}, random {fmt(b['random'])}, oracle {fmt(b['oracle'])}"
         )
     lines.append("wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["seconds"].items()))
+    if "comparison_plot" in s:
+        lines.append(f"training curves of each reward: {s['comparison_plot']}")
     gain = 100 * (p["grpo"] - p["sft"])
     last = f"held-out pass@1: SFT {p['sft']:.2f} -> GRPO {p['grpo']:.2f} ({gain:+.1f} points)"
     if "control" in p:

@@ -152,6 +152,40 @@ def plot_metrics(metrics: Path, folder: Path) -> list[Path]:
     return written
 
 
+def plot_runs(runs: dict[str, Path], heldout_pass1: dict[str, float], path: Path, window: int = 5) -> Path:
+    """One PNG comparing runs: each run's training pass rate and mean reward over steps (thin: each step;
+    bold: the mean of the last `window` steps), labelled with its held-out pass@1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    panels = (("pass_rate", "pass rate of the policy's samples (tests)"),
+              ("reward/mean", "reward the run trained on (mean)"))  # fmt: skip
+    for (key, title), ax in zip(panels, axes, strict=True):
+        for i, (name, metrics) in enumerate(runs.items()):
+            points = [(r["step"], r[key]) for r in read_jsonl(metrics) if key in r]
+            if not points:
+                continue
+            steps, values = zip(*points, strict=True)
+            smooth = [sum(values[max(0, j - window + 1) : j + 1]) / len(values[max(0, j - window + 1) : j + 1])
+                      for j in range(len(values))]  # fmt: skip
+            ax.plot(steps, values, lw=0.8, alpha=0.35, color=f"C{i}")
+            ax.plot(
+                steps, smooth, lw=2, color=f"C{i}", label=f"{name}: held-out pass@1 {heldout_pass1[name]:.3f}"
+            )
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def write_samples_html(samples: Path, page: Path) -> None:
     """One static page: every logged sample with its prompt, completion, verdict, reward and first
     failing test, newest step first."""

@@ -10,7 +10,14 @@ from omegaconf import OmegaConf
 
 from grpo.learner import LearnerConfig
 from recipes.common import sampling_config
-from recipes.config import checked_dataclass, misspelt_override, refuse_contradictions
+from recipes.config import (
+    ConfigError,
+    checked_dataclass,
+    experiment_recipe,
+    misspelt_override,
+    refuse_contradictions,
+    wrong_experiment,
+)
 from rewards.grades import RewardConfig
 from tests.recipes.conftest import CONFIGS, compose_cfg
 
@@ -37,7 +44,8 @@ def cases():
     for name in TOP:
         for group in groups_of(name):
             for option in sorted(p.stem for p in (CONFIGS / group).glob("*.yaml")):
-                yield name, group, option
+                if group != "experiment" or experiment_recipe(option) == name:
+                    yield name, group, option
 
 
 def test_every_top_level_config_is_covered():
@@ -74,6 +82,10 @@ def test_composes_and_builds(name, group, option):
 
             PoolConfig(**tree["rollout"]["workers"])
             PoolConfig(**tree["rollout"]["graders"])
+    if name == "pipeline":
+        from recipes.pipeline import check_rewards
+
+        check_rewards(cfg)
     if group == "data" and name in ("sft", "eval"):
         assert "problems" in tree["data"] and "train" in tree["data"]
 
@@ -94,3 +106,50 @@ def test_a_misspelt_key_gets_the_closest_valid_one(name):
     typo = key[:-1] + ("x" if key[-1] != "x" else "y")
     assert misspelt_override(name, [f"{typo}=1"]) == f"unknown key {typo}; did you mean {key}?"
     assert misspelt_override(name, [f"{key}=1"]) is None
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONFIGS / "experiment").glob("*.yaml")))
+def test_every_experiment_names_its_recipe(option):
+    assert experiment_recipe(option) in TOP
+
+
+def test_an_experiment_for_another_recipe_is_refused_with_the_command_that_runs_it():
+    assert experiment_recipe("rm_vs_execution") == "pipeline"
+    assert experiment_recipe("qwen25_coder_1p5b_apps") == "grpo"
+    assert wrong_experiment("grpo", ["reward=rm", "experiment=rm_vs_execution"]) == (
+        "experiment=rm_vs_execution is an experiment for recipes.pipeline, not recipes.grpo: "
+        "run python -m recipes.pipeline experiment=rm_vs_execution"
+    )
+    assert wrong_experiment("pipeline", ["experiment=qwen25_coder_1p5b_apps"]).startswith(
+        "experiment=qwen25_coder_1p5b_apps is an experiment for recipes.grpo"
+    )
+    assert wrong_experiment("pipeline", ["experiment=rm_vs_execution"]) is None
+    assert wrong_experiment("grpo", ["experiment=no_such_file"]) is None  # Hydra lists the options
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["rewards=[rn]"], "rewards: unknown reward 'rn'; choose from blend, execution, rm"),
+        (["rewards=[execution,rmm]"], "rewards: unknown reward 'rmm'; choose from blend, execution, rm"),
+        (["rewards=[]"], "rewards: empty; list at least one of blend, execution, rm"),
+        (["rewards=[rm,execution,rm]"], "rewards: ['rm', 'execution', 'rm'] repeats a reward"),
+    ],
+)
+def test_pipeline_refuses_a_reward_it_cannot_run_before_any_stage(overrides, message, tmp_path):
+    from recipes.pipeline import run
+
+    cfg = compose_cfg("pipeline", [f"output_dir={tmp_path / 'out'}", *overrides])
+    with pytest.raises(ConfigError) as refused:
+        run(cfg)
+    assert str(refused.value).startswith(f"error: {message}")
+    assert not (tmp_path / "out").exists()  # refused before any stage ran
+
+
+@pytest.mark.parametrize("rewards", ["[blend]", "[rm]", "[execution,rm,blend]"])
+def test_pipeline_takes_any_list_of_known_rewards_from_the_command_line(rewards):
+    from recipes.pipeline import check_rewards
+
+    cfg = compose_cfg("pipeline", [f"rewards={rewards}"])
+    check_rewards(cfg)
+    assert list(cfg.rewards) == rewards.strip("[]").split(",")

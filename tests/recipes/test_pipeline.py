@@ -6,6 +6,10 @@ import re
 import subprocess
 import sys
 
+import pytest
+from omegaconf import OmegaConf
+
+from recipes.tracking import read_jsonl
 from tests.recipes.conftest import ROOT
 
 STAGES = {
@@ -65,3 +69,48 @@ def test_pipeline_smoke_runs_every_stage_and_prints_the_summary(tmp_path):
     assert again.returncode == 0, again.stderr[-4000:]
     assert again.stderr.count("already done") == 8
     assert again.stdout.strip().splitlines()[-1] == lines[-1]
+
+
+def write_labels(path, problems):
+    """Labelled rows of both classes for each problem, as recipes.label writes them: the label stage's
+    output, so that the reward model trains whatever the 2-step SFT policy samples."""
+    rows = [{"task_id": f"t/{p}", "completion_id": c, "prompt": f"def f(x: int) -> int:\n    # {p}\n",
+             "completion": f"    return x + {c}\n", "passed": c % 2 == 0, "pass_fraction": float(c % 2 == 0),
+             "verdict": "passed" if c % 2 == 0 else "wrong_answer"}
+            for p in range(problems) for c in range(4)]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_rm_vs_execution_runs_grpo_twice_from_one_policy_on_one_budget_and_plots_both(tmp_path):
+    out = tmp_path / "ablation"
+    write_labels(out / "label" / "train.jsonl", 6)
+    write_labels(out / "label" / "heldout.jsonl", 3)
+    (out / "label" / "done").touch()
+    done = pipeline(out, "experiment=rm_vs_execution")
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "pipeline: label: already done" in done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rewards"] == {"grpo": "execution", "grpo_rm": "rm"}
+    p = summary["pass@1"]
+    assert set(p) == {"sft", "grpo", "grpo_rm"}  # the experiment leaves the control out
+    assert set(summary["seconds"]) == {"sft", "reward_model", "grpo", "grpo_rm", "eval_sft", "eval_grpo",
+                                       "eval_grpo_rm"}  # fmt: skip
+    # one policy, one budget, two rewards
+    execution, rm = (OmegaConf.load(out / name / "config.yaml") for name in ("grpo", "grpo_rm"))
+    assert execution.policy == rm.policy == str(out / "sft" / "final")
+    for key in ("steps", "prompts_per_step", "group_size", "seed"):
+        assert execution[key] == rm[key], key
+    assert execution.reward.kind == "execution" and rm.reward.kind == "rm"
+    assert rm.reward.model == str(out / "reward_model" / "final")
+    rows = {name: read_jsonl(out / name / "metrics.jsonl") for name in ("grpo", "grpo_rm")}
+    assert [r["step"] for r in rows["grpo"]] == [r["step"] for r in rows["grpo_rm"]] == [1, 2]
+    assert all("reward/rm_mean" not in r for r in rows["grpo"])
+    assert all(r["reward/mean"] == pytest.approx(r["reward/rm_mean"]) for r in rows["grpo_rm"])
+    # the plot, and both runs' held-out pass@1 in the table
+    plot = out / "rewards_compared.png"
+    assert summary["comparison_plot"] == str(plot) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = done.stdout.strip().splitlines()
+    assert f"{'after GRPO (reward=execution)':<34}{p['grpo']:>16.3f}" in lines
+    assert f"{'after GRPO (reward=rm)':<34}{p['grpo_rm']:>16.3f}" in lines
+    assert re.fullmatch(r"held-out pass@1: SFT \d\.\d\d -> GRPO \d\.\d\d \([+-]\d+\.\d points\)", lines[-1])
