@@ -17,11 +17,12 @@ One invocation, one model (SmolLM2-135M-Instruct by default), the first `--promp
    graded as soon as the engine finishes it), alternating, best of 3 each. The engine is the `tiny`
    model with at most `--max-num-seqs` sequences in flight, so groups come back in waves as they do
    from a loaded GPU engine, and grading is a visible share of the step (on 2 CPUs SmolLM2 takes about
-   50x longer to write a completion than the sandbox takes to grade it). The engine is bound to all
-   cores but the last, which grades, as on a node whose GPUs generate while its CPUs grade: an engine
-   spread over every core pays for concurrent grading with its own speed, and the two steps then come
-   out within noise of each other. Printed: both step times, the grading left after the last group came
-   back, and the overlapped step's timeline.
+   50x longer to write a completion than the sandbox takes to grade it). The engine's actor is kept to
+   all cores but the last, and the grading actor (with its sandbox) to the last one, as on a node whose
+   GPUs generate while its CPUs grade: an engine spread over every core pays for concurrent grading
+   with its own speed, and the two steps then come out within noise of each other. Printed: both step
+   times, the grading left after the last group came back, every run's times, and the overlapped step's
+   timeline.
 Target: the pool's tokens/s within 10% of the bare engine's (a ratio of at least 0.90), and the
 overlapped step shorter than the sequential one. The last line states the pool/bare ratio.
 """
@@ -47,6 +48,12 @@ WAVE_PROMPTS = 32  # the step of part 4: chain problems x group size, in waves o
 
 def tokens(groups) -> int:
     return sum(len(c.token_ids) for g in groups for c in g.completions)
+
+
+def pinned(cores: list[int], factory):
+    """`factory()`, built in an actor kept (with the processes it starts) to `cores`."""
+    os.sched_setaffinity(0, cores)
+    return factory()
 
 
 def best_rate(fn, runs: int = TIMED_RUNS, warm_up: bool = True) -> tuple[float, int, float]:
@@ -158,8 +165,10 @@ def main() -> None:
     # GPUs generate and whose CPUs grade; an engine spread over every core would pay for grading with
     # its own speed, in both steps alike.
     engine_cores = sorted(os.sched_getaffinity(0))[: max(1, cpus - 1)]
+    grading_cores = sorted(os.sched_getaffinity(0))[len(engine_cores) :] or engine_cores
+    engine = functools.partial(VLLMWorker, tiny, max_model_len=1024, seed=0, max_num_seqs=args.max_num_seqs)
     waves = RayRolloutPool(
-        functools.partial(VLLMWorker, tiny, max_model_len=1024, seed=0, max_num_seqs=args.max_num_seqs),
+        functools.partial(pinned, engine_cores, engine),
         PoolConfig(
             num_workers=1,
             num_cpus_per_worker=len(engine_cores),
@@ -170,7 +179,8 @@ def main() -> None:
         ),
     )
     graders = RayGraderPool(
-        functools.partial(TestCaseGrader, workers=1), PoolConfig(num_workers=1, num_cpus_per_worker=1)
+        functools.partial(pinned, grading_cores, functools.partial(TestCaseGrader, workers=1)),
+        PoolConfig(num_workers=1, num_cpus_per_worker=1),
     )
 
     def sequential() -> tuple[float, float, float]:
