@@ -72,7 +72,7 @@ def run(cfg: DictConfig) -> Path:
           file=sys.stderr)  # fmt: skip
     if not todo:
         return out
-    worker = make_worker(cfg.rollout, str(cfg.policy))
+    worker = make_worker(cfg.engine, str(cfg.policy))
     sampling = sampling_config(cfg.sampling)
     hidden = instantiate(cfg.grader, split="hidden")
     public = instantiate(cfg.grader, split="public")

@@ -153,3 +153,13 @@ def test_pipeline_takes_any_list_of_known_rewards_from_the_command_line(rewards)
     cfg = compose_cfg("pipeline", [f"rewards={rewards}"])
     check_rewards(cfg)
     assert list(cfg.rewards) == rewards.strip("[]").split(",")
+
+
+@pytest.mark.parametrize("name", TOP)
+def test_no_plain_key_is_named_like_a_config_group(name):
+    """`key=value` on the command line is read as a group choice when a group has that name, so a plain
+    key with a group's name can never be set (`python -m recipes.label rollout=vllm` once failed so)."""
+    from recipes.config import config_groups
+
+    keys = set(OmegaConf.load(CONFIGS / f"{name}.yaml")) - {"defaults", "hydra"}
+    assert not (keys & config_groups()) - set(groups_of(name))

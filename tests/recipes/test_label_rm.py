@@ -88,7 +88,7 @@ def test_reward_model_report_on_smollm2_samples(tmp_path):
     problems and is reported against the hidden tests of the others."""
     from recipes.reward_model import run as train
 
-    sample = ["policy=smollm2-135m-instruct", "rollout=vllm", "group_size=8", "sampling.max_tokens=256",
+    sample = ["policy=smollm2-135m-instruct", "engine=vllm", "group_size=8", "sampling.max_tokens=256",
               "prompts_per_round=32", "grader.workers=2"]  # fmt: skip
     train_labels, eval_labels = tmp_path / "train.jsonl", tmp_path / "heldout.jsonl"
     splits = {
