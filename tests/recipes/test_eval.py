@@ -38,16 +38,35 @@ def test_sampled_pass_at_k_uses_the_unbiased_estimator(tiny_sft, tmp_path):
     assert summary["pass@10"] >= summary["pass@1"]
 
 
+def test_chat_prompts_ask_for_the_function_in_the_models_template(tiny_sft, tmp_path):
+    from recipes.eval import CHAT_INSTRUCTION, chat_prompts
+
+    _, result = tiny_sft
+    prompt = 'def f(x: int) -> int:\n    """Double x."""\n'
+    [chat] = chat_prompts(result.model_dir, [prompt])
+    assert CHAT_INSTRUCTION.format(prompt=prompt) in chat and chat != CHAT_INSTRUCTION.format(prompt=prompt)
+    cfg = compose_cfg("eval", [f"model_path={result.model_dir}", f"output_dir={tmp_path}", "data.problems.n=4",
+                               "grader.workers=2", "prompt_format=chat", "data.max_tokens=16"])  # fmt: skip
+    summary = run(cfg)
+    assert summary["prompt_format"] == "chat" and summary["problems"] == 4
+
+
+def test_an_unknown_prompt_format_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"prompt_format='chatml': choose from raw, chat"):
+        run(compose_cfg("eval", ["prompt_format=chatml", f"output_dir={tmp_path}"]))
+
+
 def test_a_data_option_without_problems_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"data\.problems is not set"):
         run(compose_cfg("eval", ["data=jsonl", f"output_dir={tmp_path}"]))
 
 
 @pytest.mark.slow
-def test_smollm2_on_humaneval(tmp_path):
+@pytest.mark.parametrize("prompt_format", ["raw", "chat"])
+def test_smollm2_on_humaneval(prompt_format, tmp_path):
     """The first 8 HumanEval problems: the command runs SmolLM2 end to end and grades it."""
     cfg = compose_cfg("eval", ["model=smollm2_135m_instruct", "data=humaneval", f"output_dir={tmp_path}", "limit=8",
-                               "grader.workers=2", "data.max_tokens=192"])  # fmt: skip
+                               "grader.workers=2", "data.max_tokens=192", f"prompt_format={prompt_format}"])  # fmt: skip
     summary = run(cfg)
     assert summary["problems"] == 8 and summary["model"] == "smollm2-135m-instruct"
     assert 0.0 <= summary["pass@1"] <= 1.0
