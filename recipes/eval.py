@@ -23,37 +23,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from recipes.common import read_problems, sampling_config
+from recipes.common import format_prompts, read_problems, sampling_config
 from recipes.config import ConfigError, recipe_main
 from recipes.rollouts import build_rollout
 from rewards.grades import pass_at_k
-
-PROMPT_FORMATS = ("raw", "chat")
-RAW_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(")
-CHAT_INSTRUCTION = (
-    "Complete the following Python function. Answer with the whole function, imports included, in one "
-    "```python code block.\n\n```python\n{prompt}```"
-)
-
-
-def chat_prompts(model: Path, prompts: list[str]) -> list[str]:
-    """Each prompt as a user turn asking for the whole function, in the model's own chat template."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    if not tokenizer.chat_template:
-        raise ConfigError(
-            f"prompt_format=chat: the tokenizer of {model} has no chat template; use prompt_format=raw"
-        )
-    return [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": CHAT_INSTRUCTION.format(prompt=p)}],
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        for p in prompts
-    ]
-
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
@@ -71,17 +44,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rollout_spec: dict[str, Any] = OmegaConf.to_container(cfg.rollout, resolve=True)  # type: ignore[assignment]
     from hydra.utils import instantiate
 
+    prompts, stop = format_prompts(cfg.prompt_format, model, problems, cfg.sampling.stop)
     rollout = build_rollout(rollout_spec, model, lambda: instantiate(grader))
-    if cfg.prompt_format not in PROMPT_FORMATS:
-        raise ConfigError(f"prompt_format={cfg.prompt_format!r}: choose from {', '.join(PROMPT_FORMATS)}")
-    prompts = [p.prompt for p in problems]
-    if cfg.prompt_format == "chat":
-        from grpo.models import resolve_model_path
-
-        prompts = chat_prompts(resolve_model_path(model), prompts)
-    stop = cfg.sampling.stop
-    if stop is None:  # the prompt format's: human-eval's for raw prompts, none for a chat answer
-        stop = list(RAW_STOP) if cfg.prompt_format == "raw" else []
     sampling = sampling_config(cfg.sampling, seed=cfg.seed, stop=stop)
     n = cfg.num_samples
     rows, start = [], time.perf_counter()

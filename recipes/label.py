@@ -3,7 +3,9 @@
     python -m recipes.label policy=runs/sft/final [problems.split=heldout] [out=labels.jsonl]
 
 For each problem: G completions from the policy, graded on the hidden tests (the label: `passed`,
-`pass_fraction`, `verdict`) and on the public tests alone (`public_passed`). Rows are appended to `out`
+`pass_fraction`, `verdict`) and on the public tests alone (`public_passed`). `prompt_format=chat` asks
+an instruct model for the whole function in its chat template, as `recipes.eval` does; each row's
+`prompt` is the text the policy saw, so a reward model scores what the policy was asked. Rows are appended to `out`
 one round of prompts at a time; a rerun keeps what is there and labels only the problems not yet
 done. A completion the grader failed on (`sandbox_error`) is graded once more, and if it fails again
 the run stops: it is not a label.
@@ -21,7 +23,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from recipes.common import grade_twice, make_worker, read_problems, sampling_config
+from recipes.common import format_prompts, grade_twice, make_worker, read_problems, sampling_config
 from recipes.config import recipe_main
 from rewards import Problem
 
@@ -46,12 +48,12 @@ def done_task_ids(out: Path, group_size: int) -> set[str]:
 
 
 def label_rows(
-    problem: Problem, texts: Sequence[str], hidden: Sequence[Any], public: Sequence[Any]
+    problem: Problem, prompt: str, texts: Sequence[str], hidden: Sequence[Any], public: Sequence[Any]
 ) -> list[dict]:
     rows = []
     for i, (text, h, p) in enumerate(zip(texts, hidden, public, strict=True)):
         rows.append({
-            "task_id": problem.task_id, "completion_id": i, "prompt": problem.prompt, "completion": text,
+            "task_id": problem.task_id, "completion_id": i, "prompt": prompt, "completion": text,
             "passed": h.passed, "pass_fraction": h.tests_passed / h.tests_total if h.tests_total else 0.0,
             "verdict": h.verdict, "tests_passed": h.tests_passed, "tests_total": h.tests_total,
             "public_passed": p.passed, "public_verdict": p.verdict,
@@ -68,24 +70,25 @@ def run(cfg: DictConfig) -> Path:
     problems = read_problems(cfg.problems)
     done = done_task_ids(out, cfg.group_size)
     todo = [p for p in problems if p.task_id not in done]
+    prompts, stop = format_prompts(cfg.prompt_format, str(cfg.policy), todo, cfg.sampling.stop)
     print(f"label: {len(problems)} problems, {len(done)} already labelled in {out}, {len(todo)} to go",
           file=sys.stderr)  # fmt: skip
     if not todo:
         return out
     worker = make_worker(cfg.engine, str(cfg.policy))
-    sampling = sampling_config(cfg.sampling)
+    sampling = sampling_config(cfg.sampling, stop=stop)
     hidden = instantiate(cfg.grader, split="hidden")
     public = instantiate(cfg.grader, split="public")
     start, passed, total = time.perf_counter(), 0, 0
     try:
         for r in range(0, len(todo), cfg.prompts_per_round):
-            chunk = todo[r : r + cfg.prompts_per_round]
-            groups = worker.generate([p.prompt for p in chunk], cfg.group_size, sampling)
+            chunk, shown = todo[r : r + cfg.prompts_per_round], prompts[r : r + cfg.prompts_per_round]
+            groups = worker.generate(shown, cfg.group_size, sampling)
             flat = [(p, c.text) for p, g in zip(chunk, groups, strict=True) for c in g.completions]
             probs, texts = [p for p, _ in flat], [t for _, t in flat]
             h, pub = grade_twice(hidden, probs, texts), grade_twice(public, probs, texts)
             rows = [row for i, p in enumerate(chunk) for row in label_rows(
-                p, texts[i * cfg.group_size : (i + 1) * cfg.group_size],
+                p, shown[i], texts[i * cfg.group_size : (i + 1) * cfg.group_size],
                 h[i * cfg.group_size : (i + 1) * cfg.group_size], pub[i * cfg.group_size : (i + 1) * cfg.group_size])]  # fmt: skip
             with out.open("a") as f:
                 f.writelines(json.dumps(row) + "\n" for row in rows)

@@ -39,7 +39,7 @@ def test_sampled_pass_at_k_uses_the_unbiased_estimator(tiny_sft, tmp_path):
 
 
 def test_chat_prompts_ask_for_the_function_in_the_models_template(tiny_sft, tmp_path):
-    from recipes.eval import CHAT_INSTRUCTION, chat_prompts
+    from recipes.common import CHAT_INSTRUCTION, chat_prompts
 
     _, result = tiny_sft
     prompt = 'def f(x: int) -> int:\n    """Double x."""\n'

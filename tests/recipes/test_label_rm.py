@@ -63,3 +63,24 @@ def test_reward_model_refuses_one_class_labels(tmp_path):
     cfg = compose_cfg("reward_model", ["backbone=tiny", f"labels={labels}", f"output_dir={tmp_path / 'rm'}"])
     with pytest.raises(LabelError, match="all 4 labelled completions fail"):
         run(cfg)
+
+
+def test_label_in_chat_format_keeps_the_prompt_the_policy_saw(tiny_sft, tmp_path):
+    """prompt_format=chat: each row's prompt is the chat-template turn the policy answered, so the reward
+    model later scores what was asked; no human-eval stop sequence cut the answer."""
+    from recipes.common import CHAT_INSTRUCTION, chat_prompts
+    from recipes.config import ConfigError
+    from rewards import chains
+
+    _, result = tiny_sft
+    out = tmp_path / "labels.jsonl"
+    label(compose_cfg("label", [f"policy={result.model_dir}", "prompt_format=chat", "problems.n=3", "group_size=2",
+                                "sampling.max_tokens=24", f"out={out}", "grader.workers=2"]))  # fmt: skip
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    problems = {p["task_id"]: p["prompt"] for p in chains.generate("train", 3, 1)}
+    assert len(rows) == 6 and {r["task_id"] for r in rows} == set(problems)
+    for r in rows:
+        [shown] = chat_prompts(Path(result.model_dir), [problems[r["task_id"]]])
+        assert r["prompt"] == shown and CHAT_INSTRUCTION.format(prompt=problems[r["task_id"]]) in shown
+    with pytest.raises(ConfigError, match=r"prompt_format='json': choose from raw, chat"):
+        label(compose_cfg("label", ["policy=tiny", "prompt_format=json", f"out={tmp_path / 'x.jsonl'}"]))
