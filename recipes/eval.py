@@ -28,6 +28,7 @@ from recipes.config import ConfigError, recipe_main
 from recipes.rollouts import build_rollout
 from rewards.grades import pass_at_k
 
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
