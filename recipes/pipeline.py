@@ -89,10 +89,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from recipes import eval as eval_recipe
     from recipes import grpo, label, reward_model, sft
 
-    # 1. SFT: the tiny model from scratch on the labelled examples
+    # 1. SFT: the tiny model from scratch on the labelled examples (the control trains on the same ones)
+    sft_data = [f"data.train.0.rows.n={cfg.sft_examples}"] if cfg.sft_examples else []
     sft_dir = out / "sft"
     stage("sft", sft_dir / "sft_result.json", lambda: sft.run(stage_config(
-        "sft", [f"output_dir={sft_dir}", f"trainer.seed={seed}", *extra["sft"]])))  # fmt: skip
+        "sft", [f"output_dir={sft_dir}", f"trainer.seed={seed}", *sft_data, *extra["sft"]])))  # fmt: skip
     policy = sft_dir / "final"
 
     # 2. label the SFT policy's samples: training problems for the reward model, held-out ones for its report
@@ -140,7 +141,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         steps = max(1, int(budget * sft_result["steps"] / sft_result["seconds"]))
         peak_lr = OmegaConf.load(sft_dir / "config.yaml").trainer.learning_rate
         stage("control", control_dir / "sft_result.json", lambda: sft.run(stage_config(
-            "sft", ["model=path", f"model.name={policy}", f"output_dir={control_dir}", f"trainer.seed={seed}",
+            "sft", ["model=path", f"model.name={policy}", f"output_dir={control_dir}", f"trainer.seed={seed}", *sft_data,
                     f"trainer.max_steps={steps}", f"trainer.learning_rate={peak_lr}", "trainer.warmup_steps=0", f"max_seconds={budget:.1f}",
                     f"trainer.save_steps={steps}", f"trainer.eval_steps={steps}", *extra["control"]])))  # fmt: skip
 

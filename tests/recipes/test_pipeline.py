@@ -23,7 +23,8 @@ STAGES = {
 }  # fmt: skip
 # a stage's overrides are a list of quoted strings on the command line: stages.sft=['trainer.max_steps=2']
 SMOKE = [f"stages.{k}=[{','.join(repr(o) for o in v)}]" for k, v in STAGES.items()] + [
-    "heldout_label_problems=3"
+    "heldout_label_problems=3",
+    "sft_examples=40",
 ]
 LAST_LINE = re.compile(
     r"held-out pass@1: SFT (\d\.\d\d) -> GRPO (\d\.\d\d) \(([+-]\d+\.\d) points\); "
@@ -61,6 +62,9 @@ def test_pipeline_smoke_runs_every_stage_and_prints_the_summary(tmp_path):
     assert len((out / "grpo" / "metrics.jsonl").read_text().splitlines()) == 2
     control = json.loads((out / "control" / "sft_result.json").read_text())
     assert control["steps"] >= 1
+    for name in ("sft", "control"):  # the control trains on the SFT stage's examples, not the data config's
+        assert OmegaConf.load(out / name / "config.yaml").data.train[0].rows.n == 40
+        assert json.loads((out / name / "sft_result.json").read_text())["data"].startswith("40 examples")
     for name in ("sft", "grpo", "control"):
         ev = json.loads((out / "eval" / name / "eval.json").read_text())
         assert ev["problems"] == 8 and 0.0 <= ev["pass@1"] <= 1.0
