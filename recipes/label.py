@@ -5,9 +5,9 @@
 For each problem: G completions from the policy, graded on the hidden tests (the label: `passed`,
 `pass_fraction`, `verdict`) and on the public tests alone (`public_passed`). `prompt_format=chat` asks
 an instruct model for the whole function in its chat template, as `recipes.eval` does; each row's
-`prompt` is the text the policy saw, so a reward model scores what the policy was asked. Rows are appended to `out`
-one round of prompts at a time; a rerun keeps what is there and labels only the problems not yet
-done. A completion the grader failed on (`sandbox_error`) is graded once more, and if it fails again
+`prompt` is the text the policy saw, so a reward model scores what the policy was asked. Rows are
+appended to `out` one round of prompts at a time; a rerun keeps what is there and labels only the
+problems not yet done. A completion the grader failed on (`sandbox_error`) is graded once more, and if it fails again
 the run stops: it is not a label.
 """
 
