@@ -21,7 +21,7 @@ def compose_cfg(name, overrides=()):
 
 @pytest.fixture(scope="session")
 def tiny_sft(tmp_path_factory):
-    """40 steps of the default SFT recipe (tiny from scratch on 500 chain problems): about a minute here.
+    """60 steps of the default SFT recipe (tiny from scratch on 500 chain problems): about a minute here.
     Its policy passes some chain problems and fails others, which GRPO's groups need."""
     from recipes.sft import run
 
@@ -30,7 +30,7 @@ def tiny_sft(tmp_path_factory):
         "sft",
         [
             f"output_dir={out}",
-            "trainer.max_steps=40",
+            "trainer.max_steps=60",
             "trainer.eval_steps=20",
             "trainer.save_steps=20",
             *FAST_SFT,
