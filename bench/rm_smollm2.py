@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,27 +38,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 MODEL = "smollm2-135m-instruct"
 
 
-def compose(name: str, overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(str(ROOT / "recipes" / "configs"), version_base=None):
-        return hydra_compose(name, overrides=overrides)
-
-
 def label(split: str, n: int, seed: int, args: argparse.Namespace, out: Path) -> dict:
     from recipes.label import run
+    from recipes.pipeline import stage_config
 
     start = time.perf_counter()
-    run(compose("label", [
+    run(stage_config("label", [
         f"policy={MODEL}", "engine=vllm", "prompt_format=chat", f"problems.split={split}", f"problems.n={n}",
         f"problems.seed={seed}", f"group_size={args.group_size}", f"sampling.temperature={args.temperature}",
         f"sampling.max_tokens={args.max_tokens}", f"out={out}", "grader.workers=2",
     ]))  # fmt: skip
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    verdicts: dict[str, int] = {}
-    for r in rows:
-        verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
+    verdicts = Counter(r["verdict"] for r in rows)
     return {"rows": len(rows), "passed": sum(r["passed"] for r in rows), "verdicts": verdicts,
             "seconds": time.perf_counter() - start}  # fmt: skip
 
@@ -80,10 +72,11 @@ def main() -> None:
 
     train = label("train", args.train_problems, 1, args, args.out / "train.jsonl")
     heldout = label("heldout", args.heldout_problems, 0, args, args.out / "heldout.jsonl")
+    from recipes.pipeline import stage_config
     from recipes.reward_model import run as train_rm
 
     start = time.perf_counter()
-    summary = train_rm(compose("reward_model", [
+    summary = train_rm(stage_config("reward_model", [
         f"backbone={MODEL}", f"labels={args.out / 'train.jsonl'}", f"eval_labels={args.out / 'heldout.jsonl'}",
         f"output_dir={args.out / 'reward_model'}", "objective=bce", "max_length=384",
         f"+trainer.max_steps={args.rm_steps}", "trainer.per_device_train_batch_size=8", "trainer.learning_rate=2e-5",
