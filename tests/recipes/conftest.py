@@ -12,6 +12,7 @@ ROOT = CONFIGS.parents[1]
 # A short, hot run: 3e-3 learns the format in 40-60 steps (the default 1e-3 generalises better in 300).
 FAST_SFT = ["trainer.per_device_train_batch_size=32", "trainer.packing=false", "trainer.logging_steps=10",
             "trainer.learning_rate=3e-3"]  # fmt: skip
+TINY_SFT_STEPS = 60
 
 
 def compose_cfg(name, overrides=()):
@@ -21,7 +22,7 @@ def compose_cfg(name, overrides=()):
 
 @pytest.fixture(scope="session")
 def tiny_sft(tmp_path_factory):
-    """60 steps of the default SFT recipe (tiny from scratch on 500 chain problems): about a minute here.
+    """TINY_SFT_STEPS steps of the default SFT recipe (tiny from scratch on 500 chain problems): about a minute here.
     Its policy passes some chain problems and fails others, which GRPO's groups need."""
     from recipes.sft import run
 
@@ -30,7 +31,7 @@ def tiny_sft(tmp_path_factory):
         "sft",
         [
             f"output_dir={out}",
-            "trainer.max_steps=60",
+            f"trainer.max_steps={TINY_SFT_STEPS}",
             "trainer.eval_steps=20",
             "trainer.save_steps=20",
             *FAST_SFT,
