@@ -105,7 +105,7 @@ class Server:
         self.seccomp_prog = SeccompProgram() if self.seccomp else None
         self.limits_set: dict[str, str] = {}  # cgroup files already holding a value
         self.cg_fds: dict[tuple[str, int], int] = {}
-        self.baseline = 0  # the server's own memory charge, subtracted from a job's peak
+        self.held = 0  # the memory charge a job cannot reclaim (the server's own), subtracted from its peak
         self.ready: Prepared | None = None  # the next job's process, prepared while the caller was busy
         # The server sits in the slot's cgroups itself, so a forked job is in them from birth: moving a
         # task into a v1 memory cgroup costs about a millisecond a job. A job makes itself the OOM
@@ -501,9 +501,9 @@ class Server:
         return found
 
     # -- cgroups ----------------------------------------------------------------------------------
-    def cg_read(self, directory: str, name: str) -> str:
+    def cg_read(self, directory: str, name: str, size: int = 4096) -> str:
         """Read a cgroup file through a descriptor kept open: several of these are read every job."""
-        return os.pread(self._cg_fd(directory, name, os.O_RDONLY), 4096, 0).decode()
+        return os.pread(self._cg_fd(directory, name, os.O_RDONLY), size, 0).decode()
 
     def cg_write(self, directory: str, name: str, value: str) -> None:
         os.pwrite(self._cg_fd(directory, name, os.O_WRONLY), value.encode(), 0)
@@ -534,9 +534,12 @@ class Server:
             return self.oom_kills() if self.memory_stats else 0
         d = self.cgroups["memory"]
         usage = "memory.usage_in_bytes" if self.cgroup_version == 1 else "memory.current"
-        self.baseline = int(self.cg_read(d, usage))
+        # The charge a job cannot take back: the server's, the prepared process's and tmpfs pages. Page
+        # cache (toolchain files an earlier job read, a compiler's cache) is also charged here, but the
+        # kernel reclaims it when a job needs room, so it must not widen the job's limit.
+        self.held = int(self.cg_read(d, usage)) - page_cache(self.cg_read(d, "memory.stat", 1 << 16))
         # Rounded to 4 MB so that small changes in the server's own charge do not rewrite the limit.
-        limit = str(((memory_mb << 20) + self.baseline + (4 << 20) - 1) // (4 << 20) * (4 << 20))
+        limit = str(((memory_mb << 20) + self.held + (4 << 20) - 1) // (4 << 20) * (4 << 20))
         if self.cgroup_version == 1:  # memsw >= limit at every moment: raise memsw first, lower it last
             old = int(self.limits_set.get(os.path.join(d, "memory.limit_in_bytes"), "0"))
             order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]
@@ -565,8 +568,9 @@ class Server:
             return 0.0, bool(self.memory_stats) and self.oom_kills() > oom_before
         d = self.cgroups["memory"]
         name = "memory.max_usage_in_bytes" if self.cgroup_version == 1 else "memory.peak"
-        try:
-            peak = max(0, int(self.cg_read(d, name)) - self.baseline) / (1 << 20)
+        try:  # the cache still charged at the end was charged at the peak too: not the job's
+            cache = page_cache(self.cg_read(d, "memory.stat", 1 << 16))
+            peak = max(0, int(self.cg_read(d, name)) - self.held - cache) / (1 << 20)
         except OSError:
             peak = 0.0
         return round(peak, 2), self.oom_kills() > oom_before
@@ -763,6 +767,16 @@ class SeccompProgram:
 
 
 # -- small helpers --------------------------------------------------------------------------------
+def page_cache(memory_stat: str) -> int:
+    """Bytes of reclaimable file cache in a memory cgroup's `memory.stat` (v1 and v2 name them alike)."""
+    total = 0
+    for line in memory_stat.splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("active_file", "inactive_file"):
+            total += int(value)
+    return total
+
+
 def _reap_children() -> None:
     while True:
         try:

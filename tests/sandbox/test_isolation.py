@@ -6,13 +6,14 @@ afterwards (the `contained` fixture checks the last two).
 """
 
 import socket
+import subprocess
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from sandbox import Limits, RunRequest, Status
+from sandbox import Limits, LocalSandbox, RunRequest, Status
 from tests.sandbox.conftest import requires_root
 
 pytestmark = requires_root
@@ -81,6 +82,28 @@ def test_10gb_allocation(contained, language, code):
     assert r.status is Status.MEMORY_LIMIT, r
 
 
+def test_page_cache_charged_to_the_slot_does_not_widen_the_memory_limit(tmp_path):
+    """Files an earlier job read (a toolchain, a compiler cache) stay charged to the slot's memory cgroup
+    as page cache. The kernel takes that back when a job needs room, so it is no part of the job's limit:
+    with 300 MB of it charged, a 64 MB job still cannot hold 200 MB."""
+    with LocalSandbox(workers=1) as sb:
+        memory = sb._slots[0].cgroups.dirs.get("memory")
+        if memory is None:
+            pytest.skip("no writable memory cgroup here: the container's limit applies instead")
+        fill = tmp_path / "cache"  # on disk, not tmpfs: page cache, not shared memory
+        charge = f"echo $$ > {memory}/cgroup.procs && dd if=/dev/zero of={fill} bs=1M count=300 status=none"
+        subprocess.run(["sh", "-c", charge], check=True)
+        subprocess.run(["sync"], check=True)
+        big = RunRequest("python", "x = bytearray(200 * 1024**2)\nprint('held')", limits=Limits(memory_mb=64))
+        small = RunRequest(
+            "python", "x = bytearray(30 * 1024**2)\nprint('held')", limits=Limits(memory_mb=64)
+        )
+        over, under = sb.run(big), sb.run(small)
+    assert over.status is Status.MEMORY_LIMIT, over
+    assert (under.status, under.stdout) == (Status.OK, "held\n")
+    assert 25 <= under.memory_mb < 64  # the job's own 30 MB, not the cache
+
+
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_2gb_of_output_is_cut_at_the_cap(contained, stream):
     code = f"import sys\nchunk = 'x' * (1 << 20)\nfor _ in range(2048):\n    sys.{stream}.write(chunk)"
@@ -99,6 +122,7 @@ def test_tcp_udp_and_dns_reach_nothing(contained):
     udp.settimeout(0.5)
     code = f"""
 import socket
+import subprocess
 for name, attempt in [
     ("tcp", lambda: socket.create_connection(("127.0.0.1", {tcp.getsockname()[1]}), timeout=1)),
     ("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", {udp.getsockname()[1]}))),
