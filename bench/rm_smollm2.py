@@ -78,7 +78,7 @@ def main() -> None:
     start = time.perf_counter()
     summary = train_rm(stage_config("reward_model", [
         f"backbone={MODEL}", f"labels={args.out / 'train.jsonl'}", f"eval_labels={args.out / 'heldout.jsonl'}",
-        f"output_dir={args.out / 'reward_model'}", "objective=bce", "max_length=384",
+        f"output_dir={args.out / 'reward_model'}", "head=value", "objective=bce", "max_length=384",
         f"+trainer.max_steps={args.rm_steps}", "trainer.per_device_train_batch_size=8", "trainer.learning_rate=2e-5",
         "trainer.warmup_steps=2", "trainer.logging_steps=4",
     ]))  # fmt: skip

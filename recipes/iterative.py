@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from grpo.rollout import Group
+from rewards.likelihood_rm import is_likelihood_model
 from rewards.problems import Problem
 from rewards.reward_model import LabelError, Labelled, parse_labels, read_labels, train_reward_model
 
@@ -84,9 +85,10 @@ class IterativeRewardModel:
         rows = self.fresh + replayed
         trainer: dict[str, Any] = OmegaConf.to_container(self.spec.iterative.trainer, resolve=True)  # type: ignore[assignment]
         try:
+            head = "likelihood" if is_likelihood_model(self.model) else "value"  # the first model's kind
             result = train_reward_model(self.model, rows, self.dir / f"step-{step}", objective=self.spec.iterative.objective,
                                         max_length=self.spec.iterative.max_length, trainer_args=trainer,
-                                        seed=self.seed + step)  # fmt: skip
+                                        seed=self.seed + step, head=head)  # fmt: skip
         except LabelError as e:
             print(f"grpo: step {step}: reward model not retrained: {e}", file=sys.stderr)
             return {"rm_iter/retrained": 0.0, "rm_iter/fresh": float(len(self.fresh))}

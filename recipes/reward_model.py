@@ -1,7 +1,7 @@
 """Train a reward model on the policy's labelled samples, then report its accuracy on held-out ones.
 
     python -m recipes.reward_model backbone=runs/sft/final labels=runs/label/labels.jsonl \
-        eval_labels=runs/label/heldout.jsonl [objective=bradley_terry]
+        eval_labels=runs/label/heldout.jsonl [head=value objective=bce]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     result = train_reward_model(
         resolve_model_path(str(cfg.backbone)), rows, cfg.output_dir, objective=cfg.objective,
         max_length=cfg.max_length, max_pairs_per_problem=cfg.max_pairs_per_problem,
-        margin_scale=cfg.margin_scale, trainer_args=trainer_args, seed=cfg.seed,
+        margin_scale=cfg.margin_scale, trainer_args=trainer_args, seed=cfg.seed, head=cfg.head,
     )  # fmt: skip
     summary: dict[str, Any] = {"train": asdict(result)}
     print(f"reward model: {result.objective} on {result.examples} examples, {result.steps} steps, "

@@ -11,9 +11,15 @@ them (`task_id, prompt, completion, passed, pass_fraction, ...`). Objectives:
   `RewardTrainer` (`-log sigmoid(r_pass - r_fail - margin)`); `margin_scale` times the difference in
   pass fractions is the optional margin.
 
-The backbone is any causal LM folder (the SFT policy, or a smaller model); its LM head is replaced by a
-fresh scalar head (`AutoModelForSequenceClassification`, score at the last token). The model is saved
-as an HF folder with its tokenizer, and `RewardModelScorer` loads it to score completions.
+The backbone is any causal LM folder (the SFT policy, or a smaller model). Heads:
+
+- `value`: the LM head is replaced by a fresh scalar head (`AutoModelForSequenceClassification`, score
+  at the last token);
+- `likelihood`: the LM head is kept, and the score is the completion's mean log-likelihood (times a
+  learned scale) plus a value head (`rewards.likelihood_rm`, which says why).
+
+The model is saved as an HF folder with its tokenizer, and `RewardModelScorer` loads either kind to
+score completions.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from rewards.problems import read_jsonl
 
 Objective = Literal["bce", "regression", "bradley_terry"]
 OBJECTIVES = ("bce", "regression", "bradley_terry")
+HEADS = ("value", "likelihood")
+# TrainingArguments options the likelihood head's own loop reads (a cosine schedule is its only one).
+LIKELIHOOD_TRAINER_KEYS = ("num_train_epochs", "max_steps", "per_device_train_batch_size", "learning_rate",
+                           "warmup_steps", "logging_steps", "lr_scheduler_type", "disable_tqdm")  # fmt: skip
 LABEL_FIELDS = ("task_id", "prompt", "completion", "passed", "pass_fraction")
 
 
@@ -153,6 +163,7 @@ def train_reward_model(
     margin_scale: float = 0.0,
     trainer_args: Mapping[str, Any] | None = None,
     seed: int = 0,
+    head: str = "value",
 ) -> TrainResult:
     """Train and save `output_dir/final`; `trainer_args` are `TrainingArguments` (TRL's `RewardConfig`
     for `bradley_terry`) options."""
@@ -161,7 +172,12 @@ def train_reward_model(
 
     if objective not in OBJECTIVES:
         raise LabelError(f"objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
+    if head not in HEADS:
+        raise LabelError(f"head {head!r} is not one of {', '.join(HEADS)}")
     check_classes(rows, objective)
+    if head == "likelihood":
+        return _train_likelihood(backbone, rows, output_dir, objective, max_length, max_pairs_per_problem,
+                                 margin_scale, dict(trainer_args or {}), seed)  # fmt: skip
     model, tokenizer = load_backbone(backbone, objective)
     out = Path(output_dir)
     defaults: dict[str, Any] = {
@@ -219,6 +235,44 @@ def train_reward_model(
                        stats)  # fmt: skip
 
 
+def _train_likelihood(backbone: str | Path, rows: Sequence[Labelled], output_dir: str | Path, objective: str,
+                      max_length: int, max_pairs_per_problem: int, margin_scale: float, args: dict[str, Any],
+                      seed: int) -> TrainResult:  # fmt: skip
+    from rewards import likelihood_rm
+
+    unknown = sorted(set(args) - set(LIKELIHOOD_TRAINER_KEYS))
+    if unknown or args.get("lr_scheduler_type", "cosine") != "cosine":
+        raise LabelError(f"head=likelihood trains with its own loop, which reads only trainer."
+                         f"{{{','.join(LIKELIHOOD_TRAINER_KEYS)}}} (cosine schedule); not: "
+                         f"{', '.join(unknown) or 'lr_scheduler_type=' + str(args['lr_scheduler_type'])}")  # fmt: skip
+    model, tokenizer = likelihood_rm.build(backbone)
+
+    def enc(r: Labelled) -> tuple[list[int], int]:
+        return likelihood_rm.encode(tokenizer, r.prompt, r.completion, max_length)
+
+    stats = None
+    if objective == "bradley_terry":
+        pairs, stats = preference_pairs(rows, max_pairs_per_problem=max_pairs_per_problem,
+                                        margin_scale=margin_scale, seed=seed)  # fmt: skip
+        if not pairs:
+            raise LabelError(f"no (pass, fail) pair within any problem: {dataclasses.asdict(stats)}")
+        examples: list[tuple[tuple[list[int], int], ...]] = [(enc(g), enc(b)) for g, b, _ in pairs]
+        targets = [m for _, _, m in pairs]
+    else:
+        examples = [(enc(r),) for r in rows]
+        targets = [float(r.passed) if objective == "bce" else r.pass_fraction for r in rows]
+    batch_size = int(args.get("per_device_train_batch_size", 16))
+    steps, loss = likelihood_rm.train(
+        model, tokenizer, examples, targets, objective, output_dir, epochs=float(args.get("num_train_epochs", 3)),
+        max_steps=int(args.get("max_steps", -1)), batch_size=batch_size,
+        learning_rate=float(args.get("learning_rate", 1e-5)), warmup_steps=int(args.get("warmup_steps", 10)),
+        logging_steps=int(args.get("logging_steps", 10)), seed=seed,
+    )  # fmt: skip
+    final = Path(output_dir) / "final"
+    model.save(final, tokenizer)
+    return TrainResult(str(final.resolve()), objective, len(examples), steps, loss, stats)
+
+
 class RewardModelScorer:
     """Scores (prompt, completion) pairs with a saved reward model, in batches."""
 
@@ -226,18 +280,29 @@ class RewardModelScorer:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from rewards import likelihood_rm
+
+        self.batch_size, self.max_length, self.device = batch_size, max_length, device
+        self.likelihood = likelihood_rm.is_likelihood_model(path)
+        if self.likelihood:
+            self.model, self.tokenizer = likelihood_rm.load(path, device)
+            return
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).to(device)
         self.model.eval()
-        self.batch_size, self.max_length, self.device = batch_size, max_length, device
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> list[float]:
         import torch
 
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+        if self.likelihood:
+            from rewards import likelihood_rm
+
+            return likelihood_rm.score(self.model, self.tokenizer, prompts, completions,
+                                       batch_size=self.batch_size, max_length=self.max_length, device=self.device)  # fmt: skip
         ids = [_ids(self.tokenizer, p, c, self.max_length) for p, c in zip(prompts, completions, strict=True)]
         scores: list[float] = []
         pad = self.tokenizer.pad_token_id
