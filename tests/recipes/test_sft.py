@@ -36,7 +36,7 @@ def test_tiny_sft_lowers_held_out_loss_and_writes_its_outputs(tiny_sft):
         f"{result.eval_loss_before:.3f} -> {result.eval_loss_after:.3f}"
     )
     assert result.steps == TINY_SFT_STEPS
-    assert result.eval_loss_after < 0.25 * result.eval_loss_before  # about 7.7 -> 0.6 here
+    assert result.eval_loss_after < 0.25 * result.eval_loss_before  # 7.64 -> 0.29 here
     assert json.loads((out / RESULT_FILE).read_text())["model_dir"] == str((out / FINAL_DIR).resolve())
     for name in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json"):
         assert (out / FINAL_DIR / name).is_file(), name
