@@ -195,10 +195,7 @@ def train_reward_model(
         from trl.trainer.reward_config import RewardConfig
         from trl.trainer.reward_trainer import RewardTrainer
 
-        pairs, stats = preference_pairs(rows, max_pairs_per_problem=max_pairs_per_problem,
-                                        margin_scale=margin_scale, seed=seed)  # fmt: skip
-        if not pairs:
-            raise LabelError(f"no (pass, fail) pair within any problem: {dataclasses.asdict(stats)}")
+        pairs, stats = _training_pairs(rows, max_pairs_per_problem, margin_scale, seed)
         data: dict[str, list[Any]] = {
             "chosen_ids": [_ids(tokenizer, g.prompt, g.completion, max_length) for g, _, _ in pairs],
             "rejected_ids": [_ids(tokenizer, b.prompt, b.completion, max_length) for _, b, _ in pairs],
@@ -235,6 +232,16 @@ def train_reward_model(
                        stats)  # fmt: skip
 
 
+def _training_pairs(
+    rows: Sequence[Labelled], max_pairs_per_problem: int, margin_scale: float, seed: int
+) -> tuple[list[tuple[Labelled, Labelled, float]], PairStats]:
+    pairs, stats = preference_pairs(rows, max_pairs_per_problem=max_pairs_per_problem,
+                                    margin_scale=margin_scale, seed=seed)  # fmt: skip
+    if not pairs:
+        raise LabelError(f"no (pass, fail) pair within any problem: {dataclasses.asdict(stats)}")
+    return pairs, stats
+
+
 def _train_likelihood(backbone: str | Path, rows: Sequence[Labelled], output_dir: str | Path, objective: str,
                       max_length: int, max_pairs_per_problem: int, margin_scale: float, args: dict[str, Any],
                       seed: int) -> TrainResult:  # fmt: skip
@@ -252,10 +259,7 @@ def _train_likelihood(backbone: str | Path, rows: Sequence[Labelled], output_dir
 
     stats = None
     if objective == "bradley_terry":
-        pairs, stats = preference_pairs(rows, max_pairs_per_problem=max_pairs_per_problem,
-                                        margin_scale=margin_scale, seed=seed)  # fmt: skip
-        if not pairs:
-            raise LabelError(f"no (pass, fail) pair within any problem: {dataclasses.asdict(stats)}")
+        pairs, stats = _training_pairs(rows, max_pairs_per_problem, margin_scale, seed)
         examples: list[tuple[tuple[list[int], int], ...]] = [(enc(g), enc(b)) for g, b, _ in pairs]
         targets = [m for _, _, m in pairs]
     else:
