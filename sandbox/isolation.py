@@ -6,10 +6,14 @@ prints the result, and `LocalSandbox` logs one loud warning listing whatever is 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,10 +135,32 @@ class SlotCgroups:
                     continue
             self.dirs[controller] = path
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Kill whatever is still in the slot's cgroups, then remove them. The kernel refuses (EBUSY) while
+        a killed task is being torn down, so removal is retried for up to `timeout_s`."""
         for path in set(self.dirs.values()):
-            for d in (path, path.parent):  # the slot, then the sandbox's folder once it is empty
+            deadline = time.monotonic() + timeout_s
+            while True:
+                _kill_members(path)
                 try:
-                    d.rmdir()
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
                 except OSError as e:
-                    log.debug("cgroup %s not removed: %s", d, e)
+                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                        log.warning("cgroup %s not removed: %s", path, e)
+                        break
+                    time.sleep(0.02)
+            with contextlib.suppress(OSError):  # the sandbox's folder, once its last slot is gone
+                path.parent.rmdir()
+
+
+def _kill_members(cgroup: Path) -> None:
+    try:
+        pids = (cgroup / "cgroup.procs").read_text().split()
+    except OSError:
+        return
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(int(pid), signal.SIGKILL)

@@ -40,6 +40,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,11 @@ class LocalSlot:
         self.cgroups.close()
 
 
+def _close(pool: SlotPool, state: Path) -> None:
+    pool.close()
+    shutil.rmtree(state, ignore_errors=True)
+
+
 class LocalSandbox:
     """Runs programs in `workers` isolated slots on this machine; thread-safe, results in request order.
 
@@ -225,6 +231,9 @@ class LocalSandbox:
         self._pool = SlotPool(
             self._slots, require_toolchain, cap_memory="memory" not in self.isolation.cgroup_parents
         )
+        # close() once: when called, when the sandbox is collected, or at interpreter exit, so a
+        # sandbox nobody closed leaves no cgroup and no state folder behind.
+        self._closer = weakref.finalize(self, _close, self._pool, self._state)
 
     def run(self, request: RunRequest) -> RunResult:
         return self._pool.run(request)
@@ -245,8 +254,7 @@ class LocalSandbox:
         return self._pool.run_cases(language, code, inputs, limits, files)
 
     def close(self) -> None:
-        self._pool.close()
-        shutil.rmtree(self._state, ignore_errors=True)
+        self._closer()
 
     def __enter__(self) -> LocalSandbox:
         return self

@@ -7,7 +7,9 @@ afterwards (the `contained` fixture checks the last two).
 
 import socket
 import subprocess
+import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -123,6 +125,7 @@ def test_tcp_udp_and_dns_reach_nothing(contained):
     code = f"""
 import socket
 import subprocess
+import sys
 for name, attempt in [
     ("tcp", lambda: socket.create_connection(("127.0.0.1", {tcp.getsockname()[1]}), timeout=1)),
     ("udp", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"x", ("127.0.0.1", {udp.getsockname()[1]}))),
@@ -254,3 +257,44 @@ def test_many_threads_share_the_sandbox(contained):  # run() from 8 threads at o
     assert {i: (r.status, r.stdout) for i, r in results.items()} == {
         i: (Status.OK, f"{i}\n") for i in range(8)
     }
+
+
+@requires_root
+def test_close_during_a_job_leaves_no_process_and_no_cgroup():
+    """Closing the sandbox while jobs run (close waits for them to time out) leaves none of their
+    processes and none of the slots' cgroups, though the kernel refuses to remove a cgroup until its
+    killed tasks are torn down: before, every slot's cgroups were left behind."""
+    marker = uuid.uuid4().hex
+    sb = LocalSandbox(workers=2)
+    dirs = [d for slot in sb._slots for d in slot.cgroups.dirs.values()]
+    if not dirs:
+        sb.close()
+        pytest.skip("no writable cgroup here")
+    code = f"import subprocess, time\nsubprocess.Popen(['sh', '-c', 'sleep 60', '{marker}'])\ntime.sleep(60)"
+    request = RunRequest("python", code, limits=Limits(time_limit_s=2))
+    threading.Thread(target=sb.run_many, args=([request] * 2,), daemon=True).start()
+    deadline = time.monotonic() + 20
+    while subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.count(marker) < 2:
+        assert time.monotonic() < deadline, "the jobs never started"
+        time.sleep(0.05)
+    sb.close()
+    assert [d for d in dirs if d.exists()] == []
+    assert marker not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+
+
+@requires_root
+def test_a_sandbox_nobody_closed_is_cleaned_up_at_exit():
+    """A process that exits without closing its sandbox leaves neither cgroups nor a state folder."""
+    script = (
+        "from sandbox import LocalSandbox, RunRequest\n"
+        "sb = LocalSandbox(workers=2)\n"
+        "assert sb.run(RunRequest('python', 'print(1)')).stdout == '1\\n'\n"
+        "print(sb._state)\n"
+        "print(*[d for slot in sb._slots for d in slot.cgroups.dirs.values()], sep='\\n')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.split()
+    state, dirs = Path(out[0]), [Path(d) for d in out[1:]]
+    assert not state.exists()
+    assert [d for d in dirs if d.exists()] == []
