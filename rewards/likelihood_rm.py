@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 HEAD_FILE = "likelihood_head.safetensors"
 
 
@@ -36,16 +38,23 @@ def is_likelihood_model(path: str | Path) -> bool:
     return (Path(path) / HEAD_FILE).is_file()
 
 
+def padded_tokenizer(path: str | Path) -> Any:
+    """The tokenizer at `path`, padding with its EOS token when it has no pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def build(backbone: str | Path) -> tuple[Any, Any]:
     """(model, tokenizer): the causal LM at `backbone` with a zero value head and scale 1, or with its
     saved head when `backbone` is a likelihood reward model already (retraining it, as iterative RL does)."""
-    import torch
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(backbone)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = padded_tokenizer(backbone)
     model = LikelihoodRewardModel(AutoModelForCausalLM.from_pretrained(backbone, dtype=torch.float32))
     if is_likelihood_model(backbone):
         model.load_head(load_file(str(Path(backbone) / HEAD_FILE)))
@@ -57,16 +66,10 @@ def load(path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
     return model.to(device).eval(), tokenizer
 
 
-def _module_base() -> Any:
-    import torch
+class LikelihoodRewardModel(torch.nn.Module):
+    """The causal LM with its LM head, a value head on the last token's state and a scale."""
 
-    return torch.nn.Module
-
-
-class LikelihoodRewardModel(_module_base()):  # type: ignore[misc]
     def __init__(self, lm: Any) -> None:
-        import torch
-
         super().__init__()
         self.lm = lm
         hidden = lm.config.hidden_size
@@ -77,23 +80,19 @@ class LikelihoodRewardModel(_module_base()):  # type: ignore[misc]
 
     def forward(self, input_ids: Any, attention_mask: Any, completion_mask: Any) -> Any:
         """One score per row: right-padded `input_ids`, `completion_mask` 1 on the completion's tokens."""
-        import torch
-
-        out = self.lm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+        hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logp = torch.log_softmax(self.lm.get_output_embeddings()(hidden[:, :-1]).float(), dim=-1)
         token_logp = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
         mask = completion_mask[:, 1:].float()
         mean_logp = (token_logp * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         last = attention_mask.sum(1) - 1
-        h_last = out.hidden_states[-1][torch.arange(len(last), device=last.device), last]
+        h_last = hidden[torch.arange(len(last), device=last.device), last]
         return self.scale * mean_logp + self.value(h_last).squeeze(-1)
 
     def head_state(self) -> dict[str, Any]:
         return {"value.weight": self.value.weight, "value.bias": self.value.bias, "scale": self.scale}
 
     def load_head(self, state: dict[str, Any]) -> None:
-        import torch
-
         with torch.no_grad():
             self.value.weight.copy_(state["value.weight"])
             self.value.bias.copy_(state["value.bias"])
@@ -120,7 +119,6 @@ def encode(tokenizer: Any, prompt: str, completion: str, max_length: int) -> tup
 
 def batch(encoded: Sequence[tuple[list[int], int]], pad: int, device: str = "cpu") -> tuple[Any, Any, Any]:
     """Right-padded input_ids, attention_mask and completion_mask tensors."""
-    import torch
 
     width = max(len(ids) for ids, _ in encoded)
     input_ids = [ids + [pad] * (width - len(ids)) for ids, _ in encoded]
@@ -151,7 +149,6 @@ def train(
     (`bradley_terry`: target the margin).
     Writes `metrics.jsonl` (step, loss, lr) and TensorBoard events under `output_dir/runs`; returns
     (steps, mean training loss)."""
-    import torch
     from torch.utils.tensorboard import SummaryWriter
 
     rng = random.Random(seed)
@@ -169,6 +166,7 @@ def train(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out / "runs"))
+    pad = tokenizer.pad_token_id
     order: list[int] = []
     losses: list[float] = []
     model.train()
@@ -180,7 +178,6 @@ def train(
                 order += more
             picked, order = order[:batch_size], order[batch_size:]
             target = torch.tensor([targets[i] for i in picked])
-            pad = tokenizer.pad_token_id
             if objective == "bradley_terry":
                 chosen = model(*batch([examples[i][0] for i in picked], pad))
                 rejected = model(*batch([examples[i][1] for i in picked], pad))
@@ -219,7 +216,6 @@ def train(
 
 def score(model: Any, tokenizer: Any, prompts: Sequence[str], completions: Sequence[str], *,
           batch_size: int, max_length: int, device: str) -> list[float]:  # fmt: skip
-    import torch
 
     encoded = [encode(tokenizer, p, c, max_length) for p, c in zip(prompts, completions, strict=True)]
     scores: list[float] = []

@@ -129,11 +129,11 @@ def _ids(tokenizer: Any, prompt: str, completion: str, max_length: int) -> list[
 
 def load_backbone(path: str | Path, objective: str) -> tuple[Any, Any]:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    from rewards.likelihood_rm import padded_tokenizer
+
+    tokenizer = padded_tokenizer(path)
     problem_type = {"bce": "multi_label_classification", "regression": "regression"}.get(objective)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=1, dtype=torch.float32, problem_type=problem_type
@@ -282,7 +282,7 @@ class RewardModelScorer:
 
     def __init__(self, path: str | Path, *, batch_size: int = 32, max_length: int = 512, device: str = "cpu"):
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
         from rewards import likelihood_rm
 
@@ -291,9 +291,7 @@ class RewardModelScorer:
         if self.likelihood:
             self.model, self.tokenizer = likelihood_rm.load(path, device)
             return
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = likelihood_rm.padded_tokenizer(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).to(device)
         self.model.eval()
 
