@@ -20,6 +20,7 @@ from __future__ import annotations
 # decimal, fractions, hashlib, random and statistics (20 -> 15 MB resident, 106 -> 90 mappings) cut
 # the CPU per HumanEval job by about 5% (bench/sandbox.py); a job that imports them pays for it itself.
 import atexit
+import binascii
 import bisect  # noqa: F401
 import collections  # noqa: F401
 import contextlib
@@ -31,6 +32,7 @@ import heapq  # noqa: F401
 import io
 import itertools  # noqa: F401
 import json
+import marshal
 import math  # noqa: F401
 import operator  # noqa: F401
 import os
@@ -39,12 +41,14 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import string  # noqa: F401
 import struct
 import sys
 import time
 import traceback
 import typing  # noqa: F401
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -81,6 +85,7 @@ class Prepared(NamedTuple):
     out_r: int
     err_r: int
     st_r: int
+    zygote: bool = False  # forked (and reaped) by the zygote, not by the server
 
 
 class Server:
@@ -107,6 +112,8 @@ class Server:
         self.cg_fds: dict[tuple[str, int], int] = {}
         self.held = 0  # the memory charge a job cannot reclaim (the server's own), subtracted from its peak
         self.ready: Prepared | None = None  # the next job's process, prepared while the caller was busy
+        self.zygote: Zygote | None = None  # forks the Python jobs (not in a container: see Zygote)
+        self.in_zygote = False  # jobs inherit job_defaults from the zygote, set once there
         # The server sits in the slot's cgroups itself, so a forked job is in them from birth: moving a
         # task into a v1 memory cgroup costs about a millisecond a job. A job makes itself the OOM
         # killer's first choice (oom_score_adj 1000), so the server is never the one killed.
@@ -202,10 +209,9 @@ class Server:
         """Hand the job to the prepared process (preparing one now if there is none, or it died)."""
         order = {k: v for k, v in msg.items() if k not in ("stdin", "files")}
         order |= {"cwd": cwd, "program": program}
-        data = json.dumps(order).encode()
+        data = marshal.dumps(order)  # read by the same interpreter: lighter to decode than JSON
         for attempt in (1, 2):
-            job = self.ready or self.prepare()
-            self.ready = None
+            job = self.take_prepared()
             start = time.monotonic()
             try:
                 _write_all(job.go, data)
@@ -217,13 +223,27 @@ class Server:
                     raise
         raise AssertionError("unreachable")
 
+    def prepare_next(self) -> None:
+        """Have the next job's process forked while the current job runs (see `prepare`)."""
+        if self.zygote is not None:
+            self.zygote.ask()
+        elif self.ready is None:
+            self.ready = self.prepare()
+
+    def take_prepared(self) -> Prepared:
+        if self.zygote is not None:
+            return self.zygote.take()
+        job = self.ready or self.prepare()
+        self.ready = None
+        return job
+
     def prepare(self) -> Prepared:
         """Fork the next job's process and take it as far as it can go before its request is known.
 
-        The server prepares one after replying to each request, while the caller reads the reply, so a
-        Python job's fork, session, OOM score, descriptors, seccomp filter and standard streams cost
-        nothing at the time it runs. The prepared process stays root and out of the job uid's reach
-        (its cleanup kills only that uid) until its request arrives on GO_FD.
+        One is prepared while each job runs, so a Python job's fork, session, OOM score, descriptors,
+        seccomp filter and standard streams cost nothing at the time it runs. The prepared process
+        stays root and out of the job uid's reach (its cleanup kills only that uid) until its request
+        arrives on GO_FD. The zygote calls this; the server itself only in a container.
         """
         stdin_r, stdin_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -232,11 +252,9 @@ class Server:
         go_r, go_w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the job
-            try:
-                for fd in (stdin_w, out_r, err_r, st_r, go_w):
-                    os.close(fd)
+            try:  # the server's ends of the pipes are closed by enter_job (all but fds 0-4 are)
                 self.enter_job(stdin_r, out_w, err_w, st_w, go_r)
-                order = json.loads(_read_all(GO_FD))
+                order = marshal.loads(_read_all(GO_FD))
                 os.close(GO_FD)
                 self.start_job(order)
             except BaseException as e:
@@ -255,8 +273,12 @@ class Server:
     def discard(self, job: Prepared) -> None:
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(job.pidfd, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):  # already reaped by a cleanup
-            os.waitpid(job.pid, 0)
+        if job.zygote:
+            assert self.zygote is not None
+            self.zygote.forget(job.pid)
+        else:
+            with contextlib.suppress(ChildProcessError):  # already reaped by a cleanup
+                os.waitpid(job.pid, 0)
         for fd in (job.pidfd, job.go, job.stdin_w, job.out_r, job.err_r, job.st_r):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -298,11 +320,8 @@ class Server:
         for fd in (STATUS_FD, GO_FD):
             os.set_inheritable(fd, False)  # both close on exec: success says nothing
         os.closerange(GO_FD + 1, 65536)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        if self.seccomp_prog is not None:  # nothing it denies is needed below, setuid included
-            self.seccomp_prog.install()
-        python_streams()
+        if not self.in_zygote:
+            job_defaults(self.seccomp_prog)
 
     def start_job(self, order: Msg) -> None:
         """The request's own limits, the drop to the slot's uid, and the program."""
@@ -323,9 +342,11 @@ class Server:
             os.setuid(self.uid)
         env = order["env"]
         if order.get("python"):
-            with open(order["path"], encoding="utf-8", errors="surrogateescape") as f:
-                source = f.read()
-            run_python(source, order["path"], cwd, env)
+            fd = os.open(order["path"], os.O_RDONLY)
+            source = _read_all(fd)  # bytes: compile() decodes them as `python3 file` would (PEP 263)
+            os.close(fd)
+            bytecode = order.get("bytecode")
+            run_python(source, order["path"], cwd, env, binascii.a2b_base64(bytecode) if bytecode else None)
         assert program is not None
         os.execve(program, order["argv"], env)
 
@@ -344,8 +365,7 @@ class Server:
         if not data:
             os.close(stdin_w)
             stdin_w = -1
-        if self.ready is None:  # the next job's process, forked while this one runs on the other core
-            self.ready = self.prepare()
+        self.prepare_next()  # the next job's process, forked while this one runs
         open_fds = {out_r, err_r, st_r}
         deadline = start + msg["wall_s"]
         # RLIMIT_CPU counts whole seconds; below that the job's CPU time is read when it could be spent.
@@ -390,11 +410,15 @@ class Server:
                         break
         if not exited:
             self.kill_job(pid)
-        _, status_code, rusage = os.wait4(pid, 0)
+        if job.zygote:
+            assert self.zygote is not None
+            status_code, cpu_s = self.zygote.wait(pid)
+        else:
+            _, status_code, rusage = os.wait4(pid, 0)
+            cpu_s = rusage.ru_utime + rusage.ru_stime
         for fd in (out_r, err_r, st_r, pidfd, stdin_w):
             if fd >= 0:
                 os.close(fd)
-        cpu_s = rusage.ru_utime + rusage.ru_stime
         setup = bytes(bufs[st_r]).decode("utf-8", "replace")
         status, exit_code = classify(status_code, killed_for, cpu_s, msg["cpu_s"], setup)
         result = {
@@ -478,7 +502,11 @@ class Server:
 
     def leftover_pids(self) -> list[int]:
         """The job's processes still alive; never the server or the next job's prepared process."""
-        ours = (os.getpid(), self.ready.pid if self.ready else 0)
+        ours = (
+            os.getpid(),
+            self.ready.pid if self.ready else 0,
+            *(self.zygote.pids() if self.zygote else ()),
+        )
         if self.container:
             return [
                 int(p)
@@ -528,8 +556,8 @@ class Server:
         self.limits_set[key] = value
 
     def memory_reset(self, memory_mb: int, pids: int) -> int:
-        if "pids" in self.cgroups:  # the job's processes, the server, its cleanup helper, a prepared job
-            self.set_limit(self.cgroups["pids"], "pids.max", str(pids + 3))
+        if "pids" in self.cgroups:  # the job's, the server, the zygote, a cleanup helper, a prepared job
+            self.set_limit(self.cgroups["pids"], "pids.max", str(pids + 4))
         if "memory" not in self.cgroups:
             return self.oom_kills() if self.memory_stats else 0
         d = self.cgroups["memory"]
@@ -578,8 +606,6 @@ class Server:
     # -- the loop -----------------------------------------------------------------------------------
     def serve(self) -> None:
         if self.listen:
-            import socket
-
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             listener.bind(self.listen)
             listener.listen(1)
@@ -590,20 +616,55 @@ class Server:
         else:
             rfile = os.fdopen(0, "rb", buffering=0)
             wfile = os.fdopen(1, "wb", buffering=0)
-        _send(wfile, {"ready": True, "pid": os.getpid()})
-        self.ready = self.prepare()
+        if not self.container:
+            self.zygote = Zygote(self)
+        magic = sys.modules["_frozen_importlib_external"].MAGIC_NUMBER.hex()  # for precompiled jobs
+        _send(wfile, {"ready": True, "pid": os.getpid(), "python_magic": magic})
+        self.prepare_next()
         while True:
             header = _read_exact(rfile, 4)
             if not header:
                 if self.ready is not None:
                     self.discard(self.ready)
-                return
+                return  # the zygote sees its socket close and exits; its prepared job sees EOF on GO_FD
             msg = json.loads(_read_exact(rfile, struct.unpack(">I", header)[0]))
-            if msg["op"] == "cases":  # one reply per case, each sent as soon as its case ends
-                for stdin in msg["stdins"]:
-                    _send(wfile, self.handle({**msg["exec"], "stdin": stdin}))
+            if msg["op"] == "run":
+                for reply in self.run_program(msg):
+                    _send(wfile, reply)
             else:
                 _send(wfile, self.handle(msg))
+
+    def run_program(self, msg: Msg) -> Iterator[Msg]:
+        """One program, from one request: write its source, compile it, seal the build, run it on each
+        input (each step when the request has it). Replies: the compile step's result, then one per
+        input, each sent as soon as it ends; the last one says `last`. A failed compile or a refused
+        step is the last reply; a request with no input ends with an `end` reply.
+        """
+        if "program" in msg:
+            reply = self.handle({"op": "program", **msg["program"]})
+            if not reply.get("ok"):
+                yield {**reply, "step": "setup", "last": True}
+                return
+        stdins = msg["stdins"] if "exec" in msg else []
+        if "compile" in msg:
+            reply = self.handle(msg["compile"])
+            failed = reply.get("status") != "ok" or "error" in reply or "compile_error" in reply
+            yield {**reply, "step": "compile", "last": failed}
+            if failed:
+                return
+        if msg.get("seal"):
+            reply = self.handle({"op": "seal"})
+            if not reply.get("ok"):
+                yield {**reply, "step": "setup", "last": True}
+                return
+        for i, stdin in enumerate(stdins):
+            yield {
+                **self.handle({**msg["exec"], "stdin": stdin}),
+                "step": "case",
+                "last": i == len(stdins) - 1,
+            }
+        if not stdins:
+            yield {"step": "end", "last": True}
 
     def handle(self, msg: Msg) -> Msg:
         try:
@@ -620,6 +681,143 @@ class Server:
         return {"ok": True, "found": {c: shutil.which(c, path=msg["path"]) for c in msg["commands"]}}
 
 
+class ZygoteDied(BaseException):
+    """Not an Exception, so that no request handler turns it into a reply: the server exits, and the
+    caller restarts the slot and retries its program, as for any dead server."""
+
+
+class Zygote:
+    """The process that forks Python jobs: a copy of the server made at start-up, that does nothing else.
+
+    A fork shares every page between parent and child until one of them writes to it. When the server
+    forked each job itself, every page its own work touched between two forks (reading the request,
+    supervising, reporting) was copied once more: those faults were the largest cost of a Python job
+    (about 15% of the CPU of an empty one). The zygote touches a few pages per fork. It also installs
+    the seccomp filter once, on itself, and every job inherits it. It reaps its jobs and reports each
+    one's exit status and CPU time to the server. What every job would otherwise set up for itself
+    and inherits unchanged (`job_defaults`: the seccomp filter, rlimits, signals, an empty
+    environment, Python's standard streams) is set up here once: each costs a job a few dozen of
+    those page copies.
+
+    Not in a container: there the jobs share the server's uid and could kill it, while the server, as
+    the container's pid 1, cannot be killed from inside.
+
+    Messages on a SOCK_SEQPACKET pair. Server -> zygote: b"P", prepare a job. Zygote -> server:
+    b"R" + pid with the job's pidfd and the server's ends of its pipes attached; b"E" + pid, wait
+    status and CPU seconds when a job it forked has been reaped.
+    """
+
+    PIPE_FDS = 6  # pidfd, go, stdin_w, out_r, err_r, st_r
+
+    def __init__(self, server: Server) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            code = 0
+            try:
+                zygote_main(server, theirs)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        theirs.close()
+        self.pid, self.sock = pid, ours
+        self.asked = 0  # requests not answered yet
+        self.prepared: list[Prepared] = []
+        self.exits: dict[int, tuple[int, float]] = {}
+        self.forgotten: set[int] = set()
+
+    def ask(self) -> None:
+        """Request the next job's process, unless one is prepared or on its way."""
+        if not self.prepared and not self.asked:
+            try:
+                self.sock.send(b"P")
+            except OSError as e:
+                raise ZygoteDied(f"the zygote (pid {self.pid}) is gone: {e}") from None
+            self.asked += 1
+
+    def take(self) -> Prepared:
+        self.ask()
+        while not self.prepared:
+            self.receive()
+        return self.prepared.pop()
+
+    def wait(self, pid: int) -> tuple[int, float]:
+        """The wait status and CPU seconds of an exited job."""
+        while pid not in self.exits:
+            self.receive()
+        return self.exits.pop(pid)
+
+    def forget(self, pid: int) -> None:
+        """A discarded job: its exit report is dropped when it comes."""
+        if self.exits.pop(pid, None) is None:
+            self.forgotten.add(pid)
+
+    def pids(self) -> list[int]:
+        """The zygote and the jobs it prepared that have not started: never a job's leftovers."""
+        while self.asked:
+            self.receive()
+        return [self.pid, *(job.pid for job in self.prepared)]
+
+    def receive(self) -> None:
+        try:
+            msg, fds, _, _ = socket.recv_fds(self.sock, 64, self.PIPE_FDS)
+        except OSError as e:
+            raise ZygoteDied(f"the zygote (pid {self.pid}) is gone: {e}") from None
+        if not msg:
+            raise ZygoteDied(f"the zygote (pid {self.pid}) exited")
+        kind, pid = msg[:1], struct.unpack("=i", msg[1:5])[0]
+        if kind == b"R":
+            self.asked -= 1
+            pidfd, go, stdin_w, out_r, err_r, st_r = fds
+            self.prepared.append(Prepared(pid, pidfd, go, stdin_w, out_r, err_r, st_r, zygote=True))
+        elif pid in self.forgotten:
+            self.forgotten.discard(pid)
+        else:
+            status, cpu_s = struct.unpack("=id", msg[5:])
+            self.exits[pid] = (status, cpu_s)
+
+
+def zygote_main(server: Server, sock: socket.socket) -> None:
+    """The zygote's loop: fork a prepared job on each request, reap and report each job that exits."""
+    devnull = os.open(os.devnull, os.O_RDWR)  # the server's channel to the caller stays the server's
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    job_defaults(server.seccomp_prog)
+    server.in_zygote = True
+    children: dict[int, int] = {}  # pidfd -> pid
+    while True:
+        ready, _, _ = select.select([sock.fileno(), *children], [], [])
+        for fd in ready:
+            if fd not in children:
+                continue
+            pid = children.pop(fd)
+            os.close(fd)
+            _, status, rusage = os.wait4(pid, 0)
+            sock.send(b"E" + struct.pack("=iid", pid, status, rusage.ru_utime + rusage.ru_stime))
+        if sock.fileno() in ready:
+            if not sock.recv(16):  # the server is gone; a prepared job sees EOF on GO_FD and exits
+                return
+            job = server.prepare()
+            socket.send_fds(sock, [b"R" + struct.pack("=i", job.pid)], list(job[1:7]))
+            for fd in job[2:7]:
+                os.close(fd)
+            children[job.pidfd] = job.pid
+
+
+def job_defaults(seccomp: SeccompProgram | None) -> None:
+    """What every job has, set where jobs are forked from (the zygote, once) or in each job."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own (a container's pid 1 drops it)
+    os.environ.clear()  # a job's environment is its request's
+    if seccomp is not None:  # nothing it denies is needed after it, setuid included
+        seccomp.install()
+    python_streams()
+
+
 def python_streams() -> None:
     """sys.stdin, stdout and stderr on fds 0, 1 and 2, as a Python program started with them has."""
     sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8")
@@ -633,19 +831,19 @@ def python_streams() -> None:
         setattr(sys, f"__{name}__", getattr(sys, name))
 
 
-def run_python(source: str, path: str, cwd: str, env: Msg) -> None:
-    """Compile and run `source` as `__main__` in this (forked, confined) process, then exit."""
+def run_python(source: bytes, path: str, cwd: str, env: Msg, bytecode: bytes | None = None) -> None:
+    """Compile and run `source` (or run its `bytecode`, compiled by the caller) as `__main__` in this
+    (forked, confined) process, then exit."""
     try:
-        code = compile(source, path, "exec", dont_inherit=True)
+        code = marshal.loads(bytecode) if bytecode else compile(source, path, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as e:  # ValueError: null bytes
         os.write(STATUS_FD, ("compile:" + "".join(traceback.format_exception_only(type(e), e))).encode())
         os._exit(1)
     os.close(STATUS_FD)
-    os.environ.clear()
-    os.environ.update(env)
+    for key, value in env.items():  # os.environ was emptied by job_defaults
+        os.environ[key] = value
     sys.argv = [path]
     sys.path[:] = [cwd, *[p for p in sys.path if p]]
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     main = type(sys)("__main__")
     main.__file__ = path
     main.__dict__["__builtins__"] = __builtins__

@@ -64,6 +64,7 @@ class DockerSlot:
         self.container: Any = None
         self.sock: socket.socket | None = None
         self.channel: Channel | None = None
+        self.python_magic: str | None = None  # the server's Python bytecode version, from its hello
         self.memory_mb = 0
         self.start()
 
@@ -118,6 +119,7 @@ class DockerSlot:
             self.sock.fileno(), self.sock.fileno(), f"sandbox container {self.slot}", self.logs
         )
         hello = self.channel.receive(timeout=30)
+        self.python_magic = hello.get("python_magic")
         if not hello.get("ready"):
             raise SandboxError(f"sandbox container {self.slot} did not start: {hello}")
 
@@ -145,27 +147,29 @@ class DockerSlot:
         except Exception as e:
             return f"(no logs: {e})"
 
-    def call(self, msg: Message, timeout: float) -> Message:
-        return self.stream(msg, 1, timeout)[0]
+    depth = 1  # the container's memory limit is set before each step: nothing may run then
 
-    def stream(self, msg: Message, replies: int, timeout: float) -> list[Message]:
-        assert self.channel is not None
-        job = msg.get("exec", msg)
-        if job.get("op") == "exec" and job["memory_mb"] != self.memory_mb:
-            limit = f"{job['memory_mb'] + SERVER_MEMORY_MB}m"
+    def split(self, request: Message) -> list[Message]:
+        """Compiling and running are sent apart: each under its own memory limit."""
+        if "compile" not in request:
+            return [request]
+        compile_step = {k: request[k] for k in ("op", "program", "compile")} | {"stdins": []}
+        return [compile_step, {k: v for k, v in request.items() if k not in ("program", "compile")}]
+
+    def before_send(self, request: Message) -> None:
+        """The container's memory limit follows the step's (memory is per container here)."""
+        memory_mb = request["compile" if "compile" in request else "exec"]["memory_mb"]
+        if memory_mb != self.memory_mb:
+            limit = f"{memory_mb + SERVER_MEMORY_MB}m"
             self.container.update(mem_limit=limit, memswap_limit=limit)
-            self.memory_mb = job["memory_mb"]
-        try:
-            return self.channel.stream(msg, replies, timeout)
-        except SandboxError:
-            self.kill()
-            raise
+            self.memory_mb = memory_mb
 
     def which(self, commands: list[str]) -> dict[str, str | None]:
         assert self.channel is not None
         return self.channel.call({"op": "which", "commands": commands, "path": SANDBOX_PATH}, 30)["found"]  # type: ignore[no-any-return]
 
     def kill(self) -> None:
+        self.channel = None
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -236,7 +240,9 @@ class DockerSandbox:
         self._found = self._slots[0].which(
             sorted({c for lang in LANGUAGES.values() for c in toolchain_commands(lang)})
         )
-        self._pool = SlotPool(self._slots, self.require_toolchain, cap_memory=False)
+        self._pool = SlotPool(
+            self._slots, self.require_toolchain, cap_memory=False, python_magic=self._slots[0].python_magic
+        )
 
     def require_toolchain(self, lang: Language) -> None:
         for cmd in toolchain_commands(lang):

@@ -60,6 +60,8 @@ _warned = False
 class LocalSlot:
     """One slot: a fork server process inside bubblewrap's namespaces, spoken to over its stdin/stdout."""
 
+    depth = 2  # the next program waits in the server's stdin while the current one runs
+
     def __init__(
         self,
         slot: int,
@@ -82,6 +84,7 @@ class LocalSlot:
             os.chown(self.cache, uid, uid)
         self.proc: subprocess.Popen[bytes] | None = None
         self.channel: Channel | None = None
+        self.python_magic: str | None = None  # the server's Python bytecode version, from its hello
         self.stderr_path = state_dir / f"server{slot}.log"
         self.start()
 
@@ -140,19 +143,15 @@ class LocalSlot:
             self.proc.stdout.fileno(), self.proc.stdin.fileno(), f"sandbox slot {self.slot}", self.stderr_tail
         )
         hello = self.channel.receive(timeout=30)
+        self.python_magic = hello.get("python_magic")
         if not hello.get("ready"):
             raise SandboxError(f"sandbox slot {self.slot} did not start: {hello}")
 
-    def call(self, msg: Message, timeout: float) -> Message:
-        return self.stream(msg, 1, timeout)[0]
+    def split(self, request: Message) -> list[Message]:
+        return [request]
 
-    def stream(self, msg: Message, replies: int, timeout: float) -> list[Message]:
-        assert self.channel is not None
-        try:
-            return self.channel.stream(msg, replies, timeout)
-        except SandboxError:
-            self.kill()
-            raise
+    def before_send(self, request: Message) -> None:
+        pass
 
     def stderr_tail(self) -> str:
         try:
@@ -170,6 +169,7 @@ class LocalSlot:
             if f is not None:
                 f.close()
         self.proc = None
+        self.channel = None
 
     def restart(self) -> None:
         self.kill()
@@ -229,7 +229,10 @@ class LocalSandbox:
             for i in range(self.num_workers)
         ]
         self._pool = SlotPool(
-            self._slots, require_toolchain, cap_memory="memory" not in self.isolation.cgroup_parents
+            self._slots,
+            require_toolchain,
+            cap_memory="memory" not in self.isolation.cgroup_parents,
+            python_magic=self._slots[0].python_magic,
         )
         # close() once: when called, when the sandbox is collected, or at interpreter exit, so a
         # sandbox nobody closed leaves no cgroup and no state folder behind.

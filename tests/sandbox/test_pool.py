@@ -1,7 +1,11 @@
 """Compile once and run many inputs; a dead slot is restarted and its program retried, not lost."""
 
+import logging
 import os
 import signal
+import threading
+
+import pytest
 
 from sandbox import Limits, LocalSandbox, RunRequest, Status
 
@@ -69,3 +73,49 @@ def test_a_slot_dying_twice_is_a_sandbox_error_not_a_verdict():
         slot.start = start_then_die
         r = sb.run(RunRequest("python", "print(1)"))
         assert r.status is Status.SANDBOX_ERROR and "failed twice" in r.stderr
+
+
+def test_programs_in_flight_on_a_dying_slot_are_all_retried(caplog):
+    """A slot is sent its next program while one runs; when its server dies, both are retried."""
+    with LocalSandbox(workers=1) as sb:
+        slot = sb._slots[0]
+        requests = [RunRequest("python", f"import time\ntime.sleep(0.5)\nprint({i})") for i in range(3)]
+        killer = threading.Timer(0.25, lambda: os.killpg(slot.proc.pid, signal.SIGKILL))
+        killer.start()
+        with caplog.at_level(logging.WARNING, logger="sandbox"):
+            results = sb.run_many(requests)
+        killer.join()
+    assert [(r.status, r.stdout) for r in results] == [(Status.OK, f"{i}\n") for i in range(3)]
+    assert "with 2 program(s) in flight" in caplog.text
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid`, parents before children."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        with open(f"/proc/{p}/task/{p}/children") as f:
+            children = [int(c) for c in f.read().split()]
+        found += children
+        todo += children
+    return found
+
+
+def test_a_dead_zygote_restarts_the_slot(caplog):
+    """The zygote forks every Python job; if it dies the server exits, so the slot is restarted and
+    the program retried, as for a dead server."""
+    with LocalSandbox(workers=1) as sb:
+        slot = sb._slots[0]
+        if not slot.sandboxed:
+            pytest.skip("no bubblewrap here")
+        assert sb.run(RunRequest("python", "print(1)")).stdout == "1\n"
+        server_before = slot.proc.pid
+        # bwrap -> bwrap's init -> the server -> the zygote -> the next job's prepared process
+        zygote = _descendants(slot.proc.pid)[2]
+        with open(f"/proc/{zygote}/stat") as f:
+            assert f.read().split()[3] == str(_descendants(slot.proc.pid)[1])  # a child of the server
+        os.kill(zygote, signal.SIGKILL)
+        with caplog.at_level(logging.WARNING, logger="sandbox"):
+            r = sb.run(RunRequest("python", "print('after')"))
+        assert (r.status, r.stdout) == (Status.OK, "after\n")
+        assert slot.proc.pid != server_before and "zygote" in caplog.text
