@@ -5,7 +5,8 @@ What is contained, with every primitive active (`python -m sandbox doctor` says 
   loopback is not the host's, so TCP, UDP and DNS reach nothing.
 - filesystem: a private root holding read-only /usr and /etc only; /tmp is an empty read-only
   tmpfs; the host's /root, /home, /tmp, the project and its secrets are not there. The one writable
-  place is the job's scratch directory, a fresh size-limited tmpfs per job.
+  place is the job's scratch directory, a size-limited tmpfs emptied for each job (mounted anew
+  unless the last job left only a few plain files there).
 - processes: own pid namespace (the host's processes are invisible), a uid per slot (not root),
   a pids cgroup and RLIMIT_NPROC against fork and thread bombs; after each job every process of
   that uid is killed, daemons and `nohup` included.
@@ -20,14 +21,17 @@ node for hostile-by-design code), CPU cache side channels, and timing interferen
 When a primitive is missing here, the sandbox still runs and logs one warning naming what is not
 contained.
 
-A Python job costs a fork of a server that has the interpreter and common modules loaded, not an
-interpreter start, and that fork happens ahead of time: the server prepares the next job's process
-(fork, session, OOM score, descriptors, seccomp, standard streams) while the current job runs, so a
-request only sends it its limits and program. Other languages start through a small C exec helper
+A Python job costs a fork of a process that has the interpreter and common modules loaded, not an
+interpreter start, and that fork happens ahead of time: each slot's zygote (a copy of the server,
+holding the seccomp filter, rlimits and standard streams that jobs inherit) prepares the next job's
+process (fork, session, OOM score, descriptors) while the current job runs, so a request only sends
+it its limits and program, compiled to bytecode by the caller when the two Pythons share a bytecode
+version. Other languages start through a small C exec helper
 (`spawn.c`) that the server posix_spawns, with no copy of its page tables; compiled languages compile
 once per program (`run_cases`, C and C++ linked statically: no dynamic loader per run) and then
-spawn the binary per test case. All of a program's test cases travel in one request and come back
-one reply each, so no case waits for a round trip.
+spawn the binary per test case. A program and all of its test cases travel in one request and come
+back one reply each, and a slot is sent its next program while one runs, so no job waits for a round
+trip.
 """
 
 from __future__ import annotations

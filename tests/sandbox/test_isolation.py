@@ -234,6 +234,39 @@ def test_filling_the_scratch_disk(contained):
     assert "big" not in again.stdout
 
 
+SCRATCH_MESS = """import os, sys
+what = sys.stdin.read()
+if what.startswith("mess"):
+    open("a", "w").write("x")
+    os.symlink("/etc/passwd", "link")
+    if "dir" in what:
+        os.mkdir("d")
+        open("d/f", "w").write("y")
+    if "fifo" in what:
+        os.mkfifo("pipe")
+    try:
+        os.setxattr(".", "user.note", b"left")
+    except OSError:
+        pass
+    os.utime(".", (12345, 12345))
+    os.chmod(".", 0o700)
+else:
+    st = os.stat(".")
+    print(sorted(os.listdir(".")), oct(st.st_mode & 0o777), os.listxattr("."), st.st_mtime != 12345)
+"""
+
+
+@pytest.mark.parametrize("mess", ["mess", "mess dir", "mess fifo"])
+def test_the_next_job_finds_a_fresh_scratch(mess):
+    """Whatever a job leaves in its scratch (files, a symlink, a directory, a fifo, an xattr, its own
+    mode and times), the next job on the slot finds only its own source in a new-looking scratch.
+    The scratch is emptied in place when it holds plain files only, else mounted anew."""
+    with LocalSandbox(workers=1) as sb:
+        program = sb.run_cases("python", SCRATCH_MESS, [mess, "look"])
+    assert [r.status for r in program.results] == [Status.OK, Status.OK]
+    assert program.results[1].stdout == "['main.py'] 0o755 [] True\n"
+
+
 def test_seccomp_denies_namespaces_and_ptrace(contained):
     code = (
         "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
