@@ -156,6 +156,46 @@ class SlotCgroups:
                 path.parent.rmdir()
 
 
+def sweep_leftovers(isolation: Isolation, state_root: Path) -> list[Path]:
+    """Remove what sandboxes of processes that no longer exist left behind (a process killed with
+    SIGKILL runs no cleanup): their slots' cgroups, when empty, and their state folders. Both are named
+    after the creating process's pid (`grpo-sandbox-<pid>-...`); anything of a live pid, or a cgroup
+    with a process in it, is left alone. Returns what was removed."""
+    removed = []
+    for parent in set(isolation.cgroup_parents.values()):
+        for folder in _orphans(parent):
+            for slot in [p for p in folder.iterdir() if p.is_dir()]:
+                if _empty_cgroup(slot):
+                    with contextlib.suppress(OSError):
+                        slot.rmdir()
+                        removed.append(slot)
+            with contextlib.suppress(OSError):  # only once no slot is left in it
+                folder.rmdir()
+                removed.append(folder)
+    for folder in _orphans(state_root):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _orphans(parent: Path) -> list[Path]:
+    """`grpo-sandbox-<pid>-*` folders under `parent` whose pid is not a live process."""
+    found = []
+    with contextlib.suppress(OSError):
+        for path in parent.glob("grpo-sandbox-*-*"):
+            pid = path.name.split("-")[2]
+            if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+                found.append(path)
+    return found
+
+
+def _empty_cgroup(path: Path) -> bool:
+    try:
+        return not (path / "cgroup.procs").read_text().split()
+    except OSError:
+        return False
+
+
 def _kill_members(cgroup: Path) -> None:
     try:
         pids = (cgroup / "cgroup.procs").read_text().split()

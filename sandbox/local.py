@@ -49,7 +49,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sandbox.isolation import Isolation, SlotCgroups, probe
+from sandbox.isolation import Isolation, SlotCgroups, probe, sweep_leftovers
 from sandbox.languages import SANDBOX_PATH, require_toolchain
 from sandbox.pool import INSIDE, Channel, Message, ProgramResult, SlotPool
 from sandbox.spawner import helper_path
@@ -221,7 +221,9 @@ class LocalSandbox:
                 _warned = True
         self.num_workers = workers or os.cpu_count() or 1
         self.preload = dict(preload or {})
-        self._state = Path(tempfile.mkdtemp(prefix="grpo-sandbox-"))
+        # Named after our pid, as the slots' cgroups are: what a killed process left is swept here.
+        sweep_leftovers(self.isolation, Path(tempfile.gettempdir()))
+        self._state = Path(tempfile.mkdtemp(prefix=f"grpo-sandbox-{os.getpid()}-"))
         os.chmod(self._state, 0o711)
         # A uid per slot, distinct between sandboxes of different processes.
         uid_base = 200_000 + (os.getpid() % 10_000) * 64 if self.isolation.root else None

@@ -5,9 +5,12 @@ Each ends with the right status, nothing of the job left behind, and a normal jo
 afterwards (the `contained` fixture checks the last two).
 """
 
+import contextlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -16,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import Limits, LocalSandbox, RunRequest, Status
+from sandbox.isolation import probe
 from tests.sandbox.conftest import requires_root
 
 pytestmark = requires_root
@@ -332,3 +336,37 @@ def test_a_sandbox_nobody_closed_is_cleaned_up_at_exit():
     state, dirs = Path(out[0]), [Path(d) for d in out[1:]]
     assert not state.exists()
     assert [d for d in dirs if d.exists()] == []
+
+
+@requires_root
+def test_a_new_sandbox_sweeps_what_killed_processes_left(tmp_path):
+    """A process killed with SIGKILL leaves its slots' cgroups and its state folder; the next sandbox
+    made on the machine removes them, and leaves alone those of a live process."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid names no process now
+    isolation = probe()
+    if not isolation.cgroup_parents:
+        pytest.skip("no writable cgroup here")
+    tmp = Path(tempfile.gettempdir())
+    left, kept = [], []
+    for pid, into in ((dead.pid, left), (1, kept)):
+        for parent in set(isolation.cgroup_parents.values()):
+            slot = parent / f"grpo-sandbox-{pid}-feed/slot0"
+            slot.mkdir(parents=True)
+            into.append(slot.parent)
+        state = tmp / f"grpo-sandbox-{pid}-test"
+        (state / "cache0").mkdir(parents=True)
+        into.append(state)
+    try:
+        LocalSandbox(workers=1).close()
+        assert [p for p in left if p.exists()] == []
+        assert [p for p in kept if not p.exists()] == []
+    finally:
+        for folder in left + kept:
+            if folder.parent == tmp:
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            for slot in folder.glob("slot*"):
+                slot.rmdir()
+            with contextlib.suppress(FileNotFoundError):
+                folder.rmdir()
