@@ -703,12 +703,11 @@ class Zygote:
     A fork shares every page between parent and child until one of them writes to it. When the server
     forked each job itself, every page its own work touched between two forks (reading the request,
     supervising, reporting) was copied once more: those faults were the largest cost of a Python job
-    (about 15% of the CPU of an empty one). The zygote touches a few pages per fork. It also installs
-    the seccomp filter once, on itself, and every job inherits it. It reaps its jobs and reports each
-    one's exit status and CPU time to the server. What every job would otherwise set up for itself
-    and inherits unchanged (`job_defaults`: the seccomp filter, rlimits, signals, an empty
-    environment, Python's standard streams) is set up here once: each costs a job a few dozen of
-    those page copies.
+    (about 15% of the CPU of an empty one). The zygote touches a few pages per fork. What every job
+    would otherwise set up for itself and inherits unchanged (`job_defaults`: the seccomp filter,
+    rlimits, signals, an empty environment, Python's standard streams) is set up here once: each
+    costs a job a few dozen of those page copies. It reaps its jobs and reports each one's exit
+    status and CPU time to the server.
 
     Not in a container: there the jobs share the server's uid and could kill it, while the server, as
     the container's pid 1, cannot be killed from inside.
