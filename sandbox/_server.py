@@ -117,6 +117,12 @@ class Server:
         self.ready: Prepared | None = None  # the next job's process, prepared while the caller was busy
         self.zygote: Zygote | None = None  # forks the Python jobs (not in a container: see Zygote)
         self.in_zygote = False  # jobs inherit job_defaults from the zygote, set once there
+        cpu: int | None = config.get("cpu")
+        if cpu is not None:  # the zygote and every job inherit it (see `slot_cpus` in local.py)
+            try:
+                os.sched_setaffinity(0, {cpu})
+            except OSError as e:  # not fatal: the slot runs unpinned
+                print(f"server: cannot pin to CPU {cpu}: {e}", file=sys.stderr, flush=True)
         # The server sits in the slot's cgroups itself, so a forked job is in them from birth: moving a
         # task into a v1 memory cgroup costs about a millisecond a job. A job makes itself the OOM
         # killer's first choice (oom_score_adj 1000), so the server is never the one killed.

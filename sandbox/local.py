@@ -74,8 +74,10 @@ class LocalSlot:
         state_dir: Path,
         helper: Path | None,
         preload: dict[str, str] | None = None,
+        cpu: int | None = None,
     ) -> None:
         self.slot = slot
+        self.cpu = cpu  # the one CPU its server, zygote and jobs run on, or None (see `slot_cpus`)
         self.preload = preload or {}
         self.helper = helper
         self.uid = uid
@@ -108,6 +110,7 @@ class LocalSlot:
             "cgroup_version": iso.cgroup_version or 1,
             "seccomp": iso.seccomp,
             "preload": self.preload,
+            "cpu": self.cpu,
             "spawn": None
             if self.helper is None
             else f"{INSIDE}/spawn"
@@ -184,6 +187,22 @@ class LocalSlot:
         self.cgroups.close()
 
 
+def slot_cpus(workers: int, pin: bool | None = None) -> list[int | None]:
+    """The CPU each slot's processes are pinned to: CPUs this process may use, in turn; or None each.
+
+    Unpinned, a slot's server woken by its job's exit is often queued on the other busy core and waits
+    out that job's time slice (2-3 ms) while its own core idles: measured with `perf sched`, cores
+    idle 10% of a `run_many` of the HumanEval programs on 2 slots; pinned, 2-3%, and the batch runs
+    11-15% faster. By default (`pin=None`) slots are pinned only when every allowed CPU gets the same
+    number of them (`workers` a multiple of the CPU count), so that sandboxes made that way, in one
+    process or several, share the cores evenly; any other count is left to the kernel's balancing.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if pin is False or (pin is None and workers % len(cpus)):
+        return [None] * workers
+    return [cpus[i % len(cpus)] for i in range(workers)]
+
+
 def _close(pool: SlotPool, state: Path) -> None:
     pool.close()
     shutil.rmtree(state, ignore_errors=True)
@@ -199,6 +218,8 @@ class LocalSandbox:
             jobs `import` them already loaded: a test harness shared by every job, for example. The
             source is the caller's trusted code; jobs get a forked copy of the module, as of every
             pre-imported one.
+        pin_cpus: run each slot's server and jobs on one CPU of their own (`slot_cpus`): True, False,
+            or None to pin only when `workers` is a multiple of the CPUs this process may use.
     """
 
     def __init__(
@@ -207,6 +228,7 @@ class LocalSandbox:
         *,
         require_isolation: bool = False,
         preload: dict[str, str] | None = None,
+        pin_cpus: bool | None = None,
     ) -> None:
         self.isolation = probe()
         if not self.isolation.complete:
@@ -228,9 +250,16 @@ class LocalSandbox:
         # A uid per slot, distinct between sandboxes of different processes.
         uid_base = 200_000 + (os.getpid() % 10_000) * 64 if self.isolation.root else None
         helper = helper_path()
+        cpus = slot_cpus(self.num_workers, pin_cpus)
         self._slots = [
             LocalSlot(
-                i, None if uid_base is None else uid_base + i, self.isolation, self._state, helper, preload
+                i,
+                None if uid_base is None else uid_base + i,
+                self.isolation,
+                self._state,
+                helper,
+                preload,
+                cpus[i],
             )
             for i in range(self.num_workers)
         ]

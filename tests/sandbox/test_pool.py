@@ -119,3 +119,31 @@ def test_a_dead_zygote_restarts_the_slot(caplog):
             r = sb.run(RunRequest("python", "print('after')"))
         assert (r.status, r.stdout) == (Status.OK, "after\n")
         assert slot.proc.pid != server_before and "zygote" in caplog.text
+
+
+AFFINITY = "import os; print(*sorted(os.sched_getaffinity(0)))"
+AFFINITY_C = """#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+int main(void) { cpu_set_t s; sched_getaffinity(0, sizeof s, &s);
+  for (int i = 0; i < CPU_SETSIZE; i++) if (CPU_ISSET(i, &s)) printf("%d ", i); printf("\\n"); }
+"""
+
+
+def _cpus_seen(sb: LocalSandbox, jobs: int) -> list[list[int]]:
+    results = sb.run_many([RunRequest("python", AFFINITY)] * jobs + [RunRequest("c", AFFINITY_C)] * jobs)
+    assert all(r.status is Status.OK for r in results), [r.stderr for r in results]
+    return [[int(c) for c in r.stdout.split()] for r in results]
+
+
+def test_slots_are_pinned_one_cpu_each_when_they_divide_the_cpus_evenly():
+    allowed = sorted(os.sched_getaffinity(0))
+    with LocalSandbox(workers=len(allowed)) as sb:
+        seen = _cpus_seen(sb, 4 * len(allowed))
+        assert all(len(cpus) == 1 and cpus[0] in allowed for cpus in seen)  # Python jobs and exec'd ones
+        assert [slot.cpu for slot in sb._slots] == allowed  # one slot per CPU
+    if len(allowed) > 1:
+        with LocalSandbox(workers=len(allowed) + 1) as sb:  # uneven: left to the kernel
+            assert all(cpus == allowed for cpus in _cpus_seen(sb, 4))
+    with LocalSandbox(workers=len(allowed), pin_cpus=False) as sb:
+        assert all(cpus == allowed for cpus in _cpus_seen(sb, 4))
