@@ -17,6 +17,7 @@ Rows are in the call format of DESIGN.md §3.1 (`tests` public, `hidden_tests` h
 hidden tests.
 
     python -m rewards.chains --split train --n 500 --seed 0 --out train.jsonl
+    python -m rewards.chains --split heldout --n 500 --explain runs/eval/results.jsonl   # why they failed
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -199,15 +201,90 @@ def code_documents(split: str = "train", n: int = 500, seed: int = 0) -> list[di
     return [{"text": r["prompt"] + r["canonical_solution"]} for r in generate(split, n, seed)]
 
 
+# -- why a completion fails ----------------------------------------------------------------------------
+DIAGNOSES = ("as_reference", "wrong_constant", "wrong_operation", "missing_step", "extra_step")
+
+
+def _steps(body: str) -> list[str]:
+    """The `x = ...` lines of a solution body, stripped (blank lines and `return x` left out)."""
+    return [line.strip() for line in body.splitlines() if line.strip() and line.strip() != "return x"]
+
+
+def _kind(line: str) -> str:
+    """The primitive a line computes, or "?" for a line that is none of them."""
+    for kind, p in PRIMITIVES.items():
+        if re.fullmatch(re.escape(p.code).replace(r"\{k\}", r"-?\d+"), line):
+            return kind
+    return "?"
+
+
+def diagnose(row: dict[str, Any], completion: str) -> str:
+    """How a completion (a function body) differs from a problem's reference solution, line by line:
+    one of `DIAGNOSES`. `wrong_constant` has the right operations in the right order."""
+    got, ref = _steps(completion), _steps(row["canonical_solution"])
+    if got == ref:
+        return "as_reference"
+    if len(got) < len(ref):
+        return "missing_step"
+    if len(got) > len(ref):
+        return "extra_step"
+    return "wrong_constant" if [_kind(x) for x in got] == [_kind(x) for x in ref] else "wrong_operation"
+
+
+def heldout_pairs(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """The held-out pairs of primitives (adjacent steps) in a problem's reference solution."""
+    kinds = [_kind(line) for line in _steps(row["canonical_solution"])]
+    return [pair for pair in itertools.pairwise(kinds) if pair in HELDOUT_PAIRS]
+
+
+def explain(results: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[str]:
+    """A report on the failures in `recipes.eval`'s results.jsonl (first sample of each problem): how
+    many of each diagnosis, and the held-out pairs that fail most."""
+    by_id = {r["task_id"]: r for r in rows}
+    kinds: dict[str, int] = dict.fromkeys(DIAGNOSES, 0)
+    pair_total: dict[tuple[str, str], int] = {}
+    pair_failed: dict[tuple[str, str], int] = {}
+    failed = 0
+    for result in results:
+        if result["task_id"] not in by_id:
+            raise ValueError(
+                f"{result['task_id']!r} is not one of the chain problems given (split, n, seed?)"
+            )
+        row = by_id[result["task_id"]]
+        ok = bool(result["passed"])
+        for pair in heldout_pairs(row):
+            pair_total[pair] = pair_total.get(pair, 0) + 1
+            pair_failed[pair] = pair_failed.get(pair, 0) + (not ok)
+        if not ok:
+            failed += 1
+            kinds[diagnose(row, result["completion"])] += 1
+    lines = [f"{failed} of {len(results)} failed: " + ", ".join(f"{k} {v}" for k, v in kinds.items() if v)]
+    worst = sorted(pair_total, key=lambda p: (-pair_failed[p] / pair_total[p], p))[:8]
+    if worst:
+        lines.append("held-out pairs failing most (failed/problems): " + ", ".join(
+            f"{a}>{b} {pair_failed[(a, b)]}/{pair_total[(a, b)]}" for a, b in worst))  # fmt: skip
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write chain problems as JSONL.")
+    parser = argparse.ArgumentParser(
+        description="Write chain problems as JSONL, or explain an evaluation's failures."
+    )
     parser.add_argument("--split", choices=SPLITS, default="train")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--format", choices=FORMATS, default="call")
     parser.add_argument("--out", help="JSONL file; stdout when absent")
+    parser.add_argument(
+        "--explain", metavar="RESULTS", help="recipes.eval's results.jsonl on these problems: why they failed"
+    )
     args = parser.parse_args(argv)
     rows = generate(args.split, args.n, args.seed, fmt=args.format)
+    if args.explain:
+        with open(args.explain) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+        print("\n".join(explain(results, rows)))
+        return
     text = "".join(json.dumps(r) + "\n" for r in rows)
     if args.out:
         with open(args.out, "w") as f:

@@ -1,6 +1,7 @@
 """The generated chain problems: reference solutions pass their hidden tests in the real sandbox, wrong
 ones fail, and the splits keep the held-out compositions out of training."""
 
+import json
 import random
 
 import pytest
@@ -69,3 +70,39 @@ def test_bad_arguments_are_refused():
         chains.generate("test", 3)
     with pytest.raises(ValueError, match="format 'mbpp'"):
         chains.generate("train", 3, fmt="mbpp")
+
+
+def test_failures_are_diagnosed_line_by_line_and_counted_by_held_out_pair(tmp_path, capsys):
+    rows = chains.generate("heldout", 40, seed=0)
+    row = next(  # three steps, the middle one with a constant
+        r
+        for r in rows
+        if len(steps := chains._steps(r["canonical_solution"])) == 3
+        and chains.PRIMITIVES[chains._kind(steps[1])].takes_k
+    )
+    ref = chains._steps(row["canonical_solution"])
+    body = "".join(f"    {line}\n" for line in ref) + "    return x\n"
+    assert chains.diagnose(row, body) == "as_reference"
+    kind = chains._kind(ref[1])
+    other = next(k for k in chains.PRIMITIVES if k != kind and chains.PRIMITIVES[k].takes_k)
+    changed = chains.PRIMITIVES[other].code.format(k=7)
+    assert chains.diagnose(row, body.replace(ref[1], changed, 1)) == "wrong_operation"
+    wrong_k = chains.PRIMITIVES[kind].code.format(k=11)
+    assert chains.diagnose(row, body.replace(ref[1], wrong_k, 1)) == "wrong_constant"
+    assert chains.diagnose(row, body.replace(f"    {ref[1]}\n", "", 1)) == "missing_step"
+    assert chains.diagnose(row, f"    x = x + 1\n{body}") == "extra_step"
+    assert all(pair in chains.HELDOUT_PAIRS for r in rows for pair in chains.heldout_pairs(r))
+    assert all(chains.heldout_pairs(r) for r in rows)  # every held-out chain has one
+
+    # The report: the references pass, one completion with a step missing fails.
+    results = [{"task_id": r["task_id"], "passed": 1, "completion": r["canonical_solution"]} for r in rows]
+    results[0] = {"task_id": rows[0]["task_id"], "passed": 0, "completion": "    return x\n"}
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in results))
+    chains.main(["--split", "heldout", "--n", "40", "--explain", str(path)])
+    report = capsys.readouterr().out.splitlines()
+    assert report[0] == "1 of 40 failed: missing_step 1"
+    a, b = chains.heldout_pairs(rows[0])[0]
+    assert f"{a}>{b} 1/" in report[1]
+    with pytest.raises(ValueError, match="not one of the chain problems"):
+        chains.explain([{"task_id": "chains/heldout/9/0", "passed": 0, "completion": ""}], rows)
