@@ -218,8 +218,9 @@ class LocalSandbox:
             jobs `import` them already loaded: a test harness shared by every job, for example. The
             source is the caller's trusted code; jobs get a forked copy of the module, as of every
             pre-imported one.
-        pin_cpus: run each slot's server and jobs on one CPU of their own (`slot_cpus`): True, False,
-            or None to pin only when `workers` is a multiple of the CPUs this process may use.
+        pin_cpus: pin each slot's server, zygote and jobs to one CPU, the slots taking the CPUs this
+            process may use in turn (`slot_cpus`): True, False, or None to pin only when `workers` is a
+            multiple of their count.
     """
 
     def __init__(
