@@ -207,7 +207,7 @@ DIAGNOSES = ("as_reference", "wrong_constant", "wrong_operation", "missing_step"
 
 def _steps(body: str) -> list[str]:
     """The `x = ...` lines of a solution body, stripped (blank lines and `return x` left out)."""
-    return [line.strip() for line in body.splitlines() if line.strip() and line.strip() != "return x"]
+    return [s for line in body.splitlines() if (s := line.strip()) and s != "return x"]
 
 
 def _kind(line: str) -> str:
