@@ -7,13 +7,15 @@ varied lengths (completions 8-384 tokens with a long tail; prompts of 96 tokens,
 prompts, which shifts their position ids and so their log-probs, and equal losses are a target), the
 same rewards, loss type
 (`dapo`, TRL's default), beta (0.04) and micro-batch size (4), and take one optimizer step per batch:
-- ours: `grpo.learner.Learner.step` (sorted micro-batches, each padded to its own longest sequence,
-  log-probs of completion tokens only, in chunks);
+- ours: `grpo.learner.Learner.step` (sorted micro-batches, each padded to its own longest prompt and
+  completion, each prompt run once for its group's completions, log-probs of completion tokens only,
+  in chunks), and the same with `share_prompts=False` (a copy of the prompt per completion, as TRL
+  runs it) to show what sharing the prompt is worth;
 - TRL: `GRPOTrainer.training_step` on its own input layout (prompts left-padded, completions
   right-padded to the batch's longest), over the micro-batches with gradient accumulation, then an
   AdamW step, as its training loop does; the reference log-probs are computed as TRL does before the
   step.
-Each side runs in a fresh process (so its peak RSS is its own), alternating ours, TRL, ours, TRL; a
+Each side runs in a fresh process (so its peak RSS is its own), taking turns; a
 process warms up with one step and then times 3. Printed: seconds per step, trained (completion)
 tokens per second, peak RSS, the last loss. Targets: ours >= 1.5x TRL's tokens/s, peak RSS <= TRL's,
 and equal loss on the first step. The last line states the tokens-per-second ratio.
@@ -52,13 +54,20 @@ def make_batch(vocab: int, seed: int = 0) -> dict:
     return {"prompts": prompts, "completions": completions, "rewards": rewards}
 
 
-def run_ours(model_name: str) -> dict:
+def run_ours(model_name: str, share_prompts: bool = True) -> dict:
     from grpo.learner import Learner, LearnerConfig, RolloutBatch
     from grpo.models import load_model
 
     policy, tok = load_model(model_name)
     data = make_batch(len(tok))
-    config = LearnerConfig(model=model_name, loss_type=LOSS, kl_coef=BETA, micro_batch_size=MICRO, lr=1e-6)
+    config = LearnerConfig(
+        model=model_name,
+        loss_type=LOSS,
+        kl_coef=BETA,
+        micro_batch_size=MICRO,
+        lr=1e-6,
+        share_prompts=share_prompts,
+    )
     learner = Learner(config, policy=policy)
     batch = RolloutBatch(data["prompts"], data["completions"], data["rewards"], GROUP_SIZE)
     first = learner.step(batch)["loss"]
@@ -158,17 +167,22 @@ def child(side: str, model: str) -> dict:
 
 
 def bench(model: str) -> float:
-    runs: dict[str, list[dict]] = {"ours": [], "trl": []}
+    runs: dict[str, list[dict]] = {"ours": [], "ours-copies": [], "trl": []}
     for _ in range(ROUNDS):
-        for side in ("ours", "trl"):
+        for side in runs:
             runs[side].append(child(side, model))
     best = {side: max(r, key=lambda x: x["tokens_per_s"]) for side, r in runs.items()}
     o, t = best["ours"], best["trl"]
+    copies = best["ours-copies"]
     ratio = o["tokens_per_s"] / t["tokens_per_s"]
     print(f"\n{model}: {GROUPS} groups x {GROUP_SIZE}, {o['tokens']} completion tokens, micro-batch {MICRO}, "
           f"{LOSS}, beta {BETA}; best of {ROUNDS} processes x {STEPS} timed steps")  # fmt: skip
     print(f"{'learner':<34}{'s/step':>9}{'tokens/s':>11}{'peak RSS MB':>13}{'loss':>12}")
-    for name, r in (("TRL GRPOTrainer (baseline)", t), ("grpo.learner.Learner", o)):
+    for name, r in (
+        ("TRL GRPOTrainer (baseline)", t),
+        ("Learner, share_prompts=False", copies),
+        ("grpo.learner.Learner", o),
+    ):
         print(
             f"{name:<34}{r['seconds']:>9.3f}{r['tokens_per_s']:>11.1f}{r['rss_mb']:>13.0f}{r['loss']:>12.6f}"
         )
@@ -182,7 +196,7 @@ def bench(model: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--child", choices=["ours", "trl"])
+    ap.add_argument("--child", choices=["ours", "ours-copies", "trl"])
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--slow", action="store_true", help="also SmolLM2-135M-Instruct")
     args = ap.parse_args()
@@ -190,7 +204,10 @@ def main() -> int:
         import os
 
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        print(json.dumps((run_ours if args.child == "ours" else run_trl)(args.model)))
+        if args.child == "trl":
+            print(json.dumps(run_trl(args.model)))
+        else:
+            print(json.dumps(run_ours(args.model, share_prompts=args.child == "ours")))
         return 0
     ratios = {m: bench(m) for m in ["tiny", *(["smollm2-135m-instruct"] if args.slow else [])]}
     summary = ", ".join(f"{m} {r:.2f}x" for m, r in ratios.items())

@@ -5,8 +5,10 @@ Inside `step(batch)`:
 1. advantages per group (`grpo.advantages`); with `dynamic_sampling`, groups whose rewards are all
    equal (no signal) are dropped first and the fraction is reported (refilling the batch from more
    prompts is the caller's: it samples, the learner cannot);
-2. sequences are sorted by length and cut into micro-batches of `micro_batch_size`, each padded only to
-   its own longest sequence;
+2. samples are sorted by prompt length, prompt and completion length, and cut into micro-batches of
+   `micro_batch_size`, each padded only to its own longest prompt and completion; with `share_prompts`
+   a micro-batch runs each distinct prompt once, its keys and values shared by that prompt's
+   completions (`grpo.logprobs.shared_prompt_logprobs`);
 3. old log-probabilities are computed once, before the first update, when `num_iterations > 1` or
    the importance correction needs them; otherwise the ratio is exactly 1 (TRL does the same);
 4. `num_iterations` optimizer updates, each accumulating the micro-batches' gradients, scaled so that
@@ -30,7 +32,7 @@ import numpy as np
 import torch
 
 from grpo.advantages import group_advantages
-from grpo.logprobs import token_logprobs
+from grpo.logprobs import shared_prompt_logprobs
 from grpo.loss import LOSS_TYPES, LossType, policy_loss
 
 
@@ -64,6 +66,7 @@ class LearnerConfig:
     top_entropy_quantile: float = 1.0
     importance_cap: float | None = None  # e.g. 2.0: correct for a different sampling engine
     logprob_chunk: int = 1024
+    share_prompts: bool = True  # False: every completion runs its own copy of its prompt (as TRL does)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -102,6 +105,9 @@ class RolloutBatch:
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"{name} has {len(value)} entries for {n} completions")
+        for i, p in enumerate(self.prompt_ids):
+            if not p:
+                raise ValueError(f"prompt {i} is empty: its first completion token has nothing to follow")
         if self.sampling_logprobs is not None:
             for i, (c, lp) in enumerate(zip(self.completion_ids, self.sampling_logprobs, strict=True)):
                 if len(c) != len(lp):
@@ -121,10 +127,16 @@ def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     return (grouped.max(1).values - grouped.min(1).values) > 0
 
 
-def micro_batches(lengths: list[int], size: int) -> list[list[int]]:
-    """Indices sorted by length, cut into micro-batches of `size`: padding is only within a micro-batch
-    of similar lengths."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+def micro_batches(prompts: list[list[int]], completion_lens: list[int], size: int) -> list[list[int]]:
+    """Indices sorted by prompt length, then prompt, then completion length, cut into micro-batches of
+    `size`: the completions of one prompt stay together, so that it runs once for all of them, and
+    padding is only within a micro-batch of similar lengths."""
+    first: dict[tuple[int, ...], int] = {}
+    for i, p in enumerate(prompts):
+        first.setdefault(tuple(p), i)
+    order = sorted(
+        range(len(prompts)), key=lambda i: (len(prompts[i]), first[tuple(prompts[i])], completion_lens[i])
+    )
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
@@ -146,10 +158,11 @@ def micro_batch_weight(
 @dataclass
 class _Micro:
     idx: list[int]
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    prompt_lens: torch.Tensor
-    completion_lens: torch.Tensor
+    prompt_ids: torch.Tensor  # [P, Lp] the micro-batch's prompts (distinct ones with share_prompts)
+    prompt_lens: torch.Tensor  # [P]
+    group: torch.Tensor  # [n] which prompt each completion continues
+    completion_ids: torch.Tensor  # [n, Cmax]
+    completion_lens: torch.Tensor  # [n]
     mask: torch.Tensor  # [n, Cmax] trained tokens
     advantages: torch.Tensor  # [n]
     sampling: torch.Tensor | None  # [n, Cmax]
@@ -282,7 +295,9 @@ class Learner:
         metrics |= {
             "batch/completions": float(len(batch.completion_ids)),
             "batch/trained_tokens": total_tokens,
-            "batch/padded_tokens": float(sum(m.input_ids.numel() for m in micros)),
+            "batch/padded_tokens": float(
+                sum(m.prompt_ids.numel() + m.completion_ids.numel() for m in micros)
+            ),
             "batch/truncated_frac": float(np.mean(batch.truncated)) if batch.truncated else 0.0,
         }
         return Prepared(batch, micros, total_tokens, metrics)
@@ -308,20 +323,27 @@ class Learner:
 
     def _micro_batches(self, batch: RolloutBatch, advantages: torch.Tensor) -> list[_Micro]:
         c = self.config
-        lengths = [len(p) + len(q) for p, q in zip(batch.prompt_ids, batch.completion_ids, strict=True)]
+        completion_lens = [len(q) for q in batch.completion_ids]
         out = []
-        for idx in micro_batches(lengths, c.micro_batch_size):
-            n, width = len(idx), max(lengths[i] for i in idx)
-            cmax = max(max(len(batch.completion_ids[i]) for i in idx), 1)
-            input_ids = torch.zeros((n, width), dtype=torch.long)
-            attention = torch.zeros((n, width), dtype=torch.long)
+        for idx in micro_batches(batch.prompt_ids, completion_lens, c.micro_batch_size):
+            n = len(idx)
+            keys: dict[tuple[int, ...], int] = {}
+            group = [
+                keys.setdefault(tuple(batch.prompt_ids[i]), len(keys)) if c.share_prompts else r
+                for r, i in enumerate(idx)
+            ]
+            prompts = [batch.prompt_ids[i] for i in idx]
+            prompts = [list(k) for k in keys] if c.share_prompts else prompts
+            prompt_ids = torch.zeros((len(prompts), max(map(len, prompts))), dtype=torch.long)
+            for r, p in enumerate(prompts):
+                prompt_ids[r, : len(p)] = torch.tensor(p)
+            cmax = max(max(completion_lens[i] for i in idx), 1)
+            completion_ids = torch.zeros((n, cmax), dtype=torch.long)
             mask = torch.zeros((n, cmax))
             sampling = torch.zeros((n, cmax)) if batch.sampling_logprobs is not None else None
             for r, i in enumerate(idx):
-                seq = batch.prompt_ids[i] + batch.completion_ids[i]
-                input_ids[r, : len(seq)] = torch.tensor(seq)
-                attention[r, : len(seq)] = 1
-                n_c = len(batch.completion_ids[i])
+                n_c = completion_lens[i]
+                completion_ids[r, :n_c] = torch.tensor(batch.completion_ids[i], dtype=torch.long)
                 truncated = batch.truncated is not None and batch.truncated[i]
                 mask[r, :n_c] = 0.0 if (c.mask_truncated_completions and truncated) else 1.0
                 if sampling is not None and batch.sampling_logprobs is not None:
@@ -329,10 +351,11 @@ class Learner:
             out.append(
                 _Micro(
                     idx,
-                    input_ids.to(self.device),
-                    attention.to(self.device),
-                    torch.tensor([len(batch.prompt_ids[i]) for i in idx]),
-                    torch.tensor([len(batch.completion_ids[i]) for i in idx]),
+                    prompt_ids.to(self.device),
+                    torch.tensor([len(p) for p in prompts]).to(self.device),
+                    torch.tensor(group).to(self.device),
+                    completion_ids.to(self.device),
+                    torch.tensor([completion_lens[i] for i in idx]).to(self.device),
                     mask.to(self.device),
                     advantages[idx].to(self.device),
                     None if sampling is None else sampling.to(self.device),
@@ -343,8 +366,8 @@ class Learner:
     def _logprobs(
         self, model: Any, m: _Micro, with_entropy: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return token_logprobs(
-            model, m.input_ids, m.attention_mask, m.prompt_lens, m.completion_lens,
+        return shared_prompt_logprobs(
+            model, m.prompt_ids, m.prompt_lens, m.group, m.completion_ids, m.completion_lens,
             temperature=self.config.temperature, chunk_size=self.config.logprob_chunk, with_entropy=with_entropy,
         )  # fmt: skip
 

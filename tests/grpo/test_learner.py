@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from grpo.learner import Learner, LearnerConfig, RolloutBatch, micro_batch_weight, micro_batches
+from grpo.logprobs import token_logprobs
 from grpo.models import load_model
 
 VOCAB = 2048
@@ -54,11 +55,10 @@ def trl_loss(learner, prepared, loss_type, beta, epsilon_high, tmp_path):
         train_dataset=Dataset.from_dict({"prompt": ["x"]}),
     )  # fmt: skip
     trainer.current_gradient_accumulation_steps = 1
-    plen = int(m.prompt_lens[0])
     inputs = {
-        "prompt_ids": m.input_ids[:, :plen],
-        "prompt_mask": torch.ones_like(m.input_ids[:, :plen]),
-        "completion_ids": torch.stack([m.input_ids[r, plen : plen + cmax] for r in range(len(m.idx))]),
+        "prompt_ids": m.prompt_ids[m.group],
+        "prompt_mask": torch.ones_like(m.prompt_ids[m.group]),
+        "completion_ids": m.completion_ids,
         "completion_mask": m.mask.long(),
         "advantages": m.advantages,
         "old_per_token_logps": m.old,
@@ -77,7 +77,7 @@ def test_loss_and_gradients_equal_trls(loss_type, beta, epsilon_high, tmp_path):
         loss_type=loss_type, kl_coef=beta, clip_low=0.2, clip_high=epsilon_high or 0.2, micro_batch_size=12
     )
     learner = fresh(config)
-    batch = make_batch(prompt_len=8)  # equal prompt lengths: TRL left-pads prompts, we right-pad sequences
+    batch = make_batch(prompt_len=8)  # equal prompt lengths: TRL left-pads prompts, we right-pad them
     prepared = learner.prepare(batch)
     (m,) = prepared.micros
     gen = torch.Generator().manual_seed(1)
@@ -130,11 +130,47 @@ def test_micro_batches_give_the_whole_batchs_update(loss_type):
             torch.testing.assert_close(p[k], p0[k], atol=1e-5, rtol=0, msg=k)
 
 
-def test_micro_batches_sort_by_length_and_weights_add_up():
-    assert micro_batches([5, 1, 9, 3, 7], 2) == [[1, 3], [0, 4], [2]]
+def test_micro_batches_keep_a_prompts_completions_together_and_weights_add_up():
+    prompts = [[7, 7], [5], [7, 7], [6, 6], [5], [6, 6]]
+    assert micro_batches(prompts, [3, 9, 1, 2, 4, 8], 2) == [[4, 1], [2, 0], [3, 5]]
     for lt in ("grpo", "bnpo", "dr_grpo"):
         parts = [(2, 10.0), (3, 25.0), (1, 5.0)]
         assert sum(micro_batch_weight(lt, n, t, 6, 40.0) for n, t in parts) == pytest.approx(1.0)
+
+
+# -- shared prompts ------------------------------------------------------------------------------------
+def test_shared_prompts_give_the_update_of_a_prompt_copy_per_completion():
+    batch = make_batch(seed=6, groups=3, group_size=4, sampling=True)  # prompts of 4-11 tokens
+    batch.completion_ids[5] = []  # an empty completion: nothing to train, nothing to break
+    batch.sampling_logprobs[5] = []
+    results = {}
+    for share in (True, False):
+        learner = fresh(
+            LearnerConfig(lr=1e-3, adam_eps=1.0, kl_coef=0.02, micro_batch_size=6, share_prompts=share,
+                          importance_cap=2.0, num_iterations=2, logprob_chunk=7)
+        )  # fmt: skip
+        prepared = learner.prepare(batch)
+        # each micro-batch holds its distinct prompts once (groups of 4 cut into micro-batches of 6)
+        rows = [m.prompt_ids.shape[0] for m in prepared.micros]
+        assert rows == ([2, 2] if share else [6, 6])
+        for m in prepared.micros:  # against one forward pass over each prompt + completion
+            seqs = [batch.prompt_ids[i] + batch.completion_ids[i] for i in m.idx]
+            ids = torch.zeros((len(seqs), max(map(len, seqs))), dtype=torch.long)
+            for r, q in enumerate(seqs):
+                ids[r, : len(q)] = torch.tensor(q)
+            attention = (ids != 0).long()
+            with torch.no_grad():
+                expected, _ = token_logprobs(
+                    learner.policy, ids, attention, m.prompt_lens[m.group], m.completion_lens
+                )
+            torch.testing.assert_close(m.old, expected, atol=2e-5, rtol=0)
+        learner.optimizer.zero_grad(set_to_none=True)
+        metrics = learner.accumulate(prepared)
+        results[share] = (metrics["loss"], grads(learner.policy))
+    (loss_a, grads_a), (loss_b, grads_b) = results[True], results[False]
+    assert loss_a == pytest.approx(loss_b, abs=1e-5)
+    for k in grads_a:
+        torch.testing.assert_close(grads_a[k], grads_b[k], atol=1e-5, rtol=1e-4, msg=k)
 
 
 # -- resume ---------------------------------------------------------------------------------------------
@@ -202,3 +238,5 @@ def test_bad_configuration_names_the_option(kwargs, message):
 def test_a_group_size_that_does_not_divide_the_batch_is_refused():
     with pytest.raises(ValueError, match="group_size=5 does not divide the batch of 12"):
         RolloutBatch([[1]] * 12, [[2]] * 12, [0.0] * 12, 5)
+    with pytest.raises(ValueError, match="prompt 1 is empty"):
+        RolloutBatch([[1], []], [[2], [2]], [0.0, 1.0], 2)
