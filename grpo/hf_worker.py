@@ -1,7 +1,8 @@
 """`HFWorker`: group sampling with `transformers.generate`, batched, with a KV cache.
 
 It serves where vLLM is not installed, and as a reference for the vLLM worker in tests. Each prompt is
-sampled `group_size` times in one batched `generate` call (prompts left-padded); every completion comes
+sampled `group_size` times in one batched `generate` call (prompts left-padded, each prompt's keys and
+values computed once for its group); every completion comes
 back with its token ids, text, the log-probability of each sampled token under the
 temperature-scaled distribution (what the learner recomputes), and why it stopped. A completion that
 hits a stop string stops there: its text ends before the stop string, as vLLM's does, and its token ids
@@ -50,14 +51,15 @@ class HFWorker:
             self.device
         )
         greedy = sampling.temperature == 0
+        inputs, repeats = self._shared_prefill(enc["input_ids"], enc["attention_mask"], group_size)
         out = self.model.generate(
-            **enc,
+            **inputs,
             do_sample=not greedy,
             temperature=None if greedy else sampling.temperature,
             top_p=None if greedy else sampling.top_p,
             top_k=None if greedy or sampling.top_k <= 0 else sampling.top_k,
             max_new_tokens=sampling.max_tokens,
-            num_return_sequences=group_size,
+            num_return_sequences=repeats,
             stop_strings=list(sampling.stop) or None,
             tokenizer=self.tokenizer if sampling.stop else None,
             return_dict_in_generate=True,
@@ -80,6 +82,32 @@ class HFWorker:
             ]
             groups.append(Group(prompt=prompt, prompt_token_ids=prompt_ids, completions=completions))
         return groups
+
+    def _shared_prefill(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, group_size: int
+    ) -> tuple[dict[str, Any], int]:
+        """`generate`'s inputs with each prompt's keys and values computed once for its whole group.
+
+        All but the last prompt token run here, at the positions `generate` gives them, and the cache is
+        repeated `group_size` times; `generate` then runs the last token and samples. Without this,
+        `num_return_sequences` runs every prompt `group_size` times. Returns the inputs and the
+        `num_return_sequences` left to ask for."""
+        if group_size == 1 or input_ids.shape[1] < 2:
+            return {"input_ids": input_ids, "attention_mask": attention_mask}, group_size
+        positions = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+        cache = self.model(
+            input_ids=input_ids[:, :-1],
+            attention_mask=attention_mask[:, :-1],
+            position_ids=positions[:, :-1],
+            use_cache=True,
+        ).past_key_values
+        cache.batch_repeat_interleave(group_size)
+        inputs = {
+            "input_ids": input_ids.repeat_interleave(group_size, 0),
+            "attention_mask": attention_mask.repeat_interleave(group_size, 0),
+            "past_key_values": cache,
+        }
+        return inputs, 1
 
     def _completion(self, ids: list[int], logprobs: list[float], sampling: SamplingConfig) -> Completion:
         eos = self.tokenizer.eos_token_id

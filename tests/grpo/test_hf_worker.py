@@ -49,3 +49,23 @@ def test_load_weights_changes_what_it_samples():
     assert all(torch.equal(p, new[k]) for k, p in worker.model.named_parameters())
     after = worker.generate(["def f(x):\n"], 1, greedy)[0].completions[0].token_ids
     assert after != before
+
+
+def test_shared_prefill_samples_what_generate_samples_with_a_copy_of_each_prompt():
+    worker = HFWorker("tiny", batch_size=3)
+    torch.manual_seed(3)  # weights that make the samples depend on the prompt
+    worker.load_weights((k, torch.randn_like(v) * 0.3) for k, v in worker.model.named_parameters())
+    prompts = ["def add(a, b):\n", "x = ", "def is_even(n):\n    return n % 2 == 0\n"]  # unequal: left-padded
+    sampling = SamplingConfig(temperature=1.0, max_tokens=10, seed=5)
+    groups = worker.generate(prompts, 4, sampling)
+    enc = worker.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    torch.manual_seed(5)
+    with torch.no_grad():  # transformers' own way: num_return_sequences copies each prompt
+        out = worker.model.generate(
+            **enc, do_sample=True, temperature=1.0, top_p=1.0, top_k=None, max_new_tokens=10,
+            num_return_sequences=4, pad_token_id=worker.tokenizer.pad_token_id,
+        )  # fmt: skip
+    new = out[:, enc["input_ids"].shape[1] :].tolist()
+    ours = [c.token_ids for g in groups for c in g.completions]
+    assert len({tuple(t) for t in ours}) > 4  # the samples differ
+    assert ours == [t[: len(o)] for t, o in zip(new, ours, strict=True)]
