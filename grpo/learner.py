@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from grpo.advantages import group_advantages
-from grpo.logprobs import shared_prompt_logprobs
+from grpo.logprobs import shared_prompt_logprobs, token_logprobs
 from grpo.loss import LOSS_TYPES, LossType, policy_loss
 
 
@@ -66,7 +66,7 @@ class LearnerConfig:
     top_entropy_quantile: float = 1.0
     importance_cap: float | None = None  # e.g. 2.0: correct for a different sampling engine
     logprob_chunk: int = 1024
-    share_prompts: bool = True  # False: every completion runs its own copy of its prompt (as TRL does)
+    share_prompts: bool = True  # False: one forward pass per prompt + completion (as TRL does)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -138,6 +138,24 @@ def micro_batches(prompts: list[list[int]], completion_lens: list[int], size: in
         range(len(prompts)), key=lambda i: (len(prompts[i]), first[tuple(prompts[i])], completion_lens[i])
     )
     return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def concatenated(
+    prompt_ids: torch.Tensor,
+    prompt_lens: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_lens: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[n, L]` prompt + completion per row, right-padded, and its attention mask (one prompt per row)."""
+    n = completion_ids.shape[0]
+    input_ids = completion_ids.new_zeros((n, int((prompt_lens + completion_lens).max())))
+    attention = torch.zeros_like(input_ids)
+    for r in range(n):
+        p, q = int(prompt_lens[r]), int(completion_lens[r])
+        input_ids[r, :p] = prompt_ids[r, :p]
+        input_ids[r, p : p + q] = completion_ids[r, :q]
+        attention[r, : p + q] = 1
+    return input_ids, attention
 
 
 def micro_batch_weight(
@@ -366,10 +384,14 @@ class Learner:
     def _logprobs(
         self, model: Any, m: _Micro, with_entropy: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return shared_prompt_logprobs(
-            model, m.prompt_ids, m.prompt_lens, m.group, m.completion_ids, m.completion_lens,
-            temperature=self.config.temperature, chunk_size=self.config.logprob_chunk, with_entropy=with_entropy,
-        )  # fmt: skip
+        c = self.config
+        options = {"temperature": c.temperature, "chunk_size": c.logprob_chunk, "with_entropy": with_entropy}
+        if c.share_prompts:
+            return shared_prompt_logprobs(
+                model, m.prompt_ids, m.prompt_lens, m.group, m.completion_ids, m.completion_lens, **options
+            )
+        input_ids, attention = concatenated(m.prompt_ids, m.prompt_lens, m.completion_ids, m.completion_lens)
+        return token_logprobs(model, input_ids, attention, m.prompt_lens, m.completion_lens, **options)
 
     def _micro_loss(
         self, m: _Micro, total_tokens: float, longest: int

@@ -122,6 +122,11 @@ def shared_prompt_logprobs(
     decoder = model.get_decoder()
     prompts = decoder(input_ids=prompt_ids, attention_mask=prompt_mask, use_cache=True)
     cache = prompts.past_key_values
+    if cache is None:  # transformers turns the cache off under gradient checkpointing in training
+        raise ValueError(
+            "shared prompts need the decoder's key/value cache, and the model returned none (gradient "
+            "checkpointing turns it off while training): set share_prompts=False"
+        )
     cache.batch_select_indices(group)  # [P, ...] -> [n, ...]: completion i sees prompt group[i]
     hidden = decoder(
         input_ids=completion_ids,

@@ -240,3 +240,13 @@ def test_a_group_size_that_does_not_divide_the_batch_is_refused():
         RolloutBatch([[1]] * 12, [[2]] * 12, [0.0] * 12, 5)
     with pytest.raises(ValueError, match="prompt 1 is empty"):
         RolloutBatch([[1], []], [[2], [2]], [0.0, 1.0], 2)
+
+
+def test_shared_prompts_under_gradient_checkpointing_say_what_to_do():
+    learner = fresh(LearnerConfig(lr=1e-4))
+    learner.policy.gradient_checkpointing_enable()  # transformers then runs the decoder without a cache
+    with pytest.raises(ValueError, match="set share_prompts=False"):
+        learner.step(make_batch(seed=7))
+    learner = fresh(LearnerConfig(lr=1e-4, share_prompts=False))
+    learner.policy.gradient_checkpointing_enable()
+    assert learner.step(make_batch(seed=7))["grad_norm"] > 0
