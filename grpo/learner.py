@@ -350,8 +350,7 @@ class Learner:
                 keys.setdefault(tuple(batch.prompt_ids[i]), len(keys)) if c.share_prompts else r
                 for r, i in enumerate(idx)
             ]
-            prompts = [batch.prompt_ids[i] for i in idx]
-            prompts = [list(k) for k in keys] if c.share_prompts else prompts
+            prompts = [list(k) for k in keys] if c.share_prompts else [batch.prompt_ids[i] for i in idx]
             prompt_ids = torch.zeros((len(prompts), max(map(len, prompts))), dtype=torch.long)
             for r, p in enumerate(prompts):
                 prompt_ids[r, : len(p)] = torch.tensor(p)
