@@ -29,7 +29,7 @@ import json
 import random
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ SPLITS = ("train", "validation", "heldout")
 FORMATS = ("call", "humaneval")
 ENTRY_POINT = "f"
 CONSTANTS = range(2, 10)
+LENGTH_WEIGHTS = (1.0, 2.0, 2.0)  # relative odds of a chain of 1, 2 and 3 steps
 TEST_INPUTS = range(-30, 31)
 
 
@@ -120,8 +121,8 @@ def prompt(chain: tuple[Step, ...], example: int) -> str:
     )
 
 
-def _random_chain(rng: random.Random) -> tuple[Step, ...]:
-    length = rng.choices((1, 2, 3), weights=(1, 2, 2))[0]
+def _random_chain(rng: random.Random, length_weights: Sequence[float] = LENGTH_WEIGHTS) -> tuple[Step, ...]:
+    length = rng.choices((1, 2, 3), weights=length_weights)[0]
     chain: list[Step] = []
     while len(chain) < length:
         kind = rng.choice(KINDS)
@@ -160,9 +161,19 @@ def problem_row(
 
 
 def generate(
-    split: str, n: int, seed: int = 0, *, fmt: str = "call", public: int = 3, hidden: int = 10
+    split: str,
+    n: int,
+    seed: int = 0,
+    *,
+    fmt: str = "call",
+    public: int = 3,
+    hidden: int = 10,
+    length_weights: Sequence[float] = LENGTH_WEIGHTS,
 ) -> list[dict[str, Any]]:
-    """`n` distinct problems of `split`, the same for the same arguments."""
+    """`n` distinct problems of `split`, the same for the same arguments.
+
+    `length_weights` are the relative odds of drawing a chain of 1, 2 and 3 steps.
+    """
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     if fmt not in FORMATS:
@@ -171,13 +182,19 @@ def generate(
         raise ValueError(
             f"need n >= 0, public >= 0 and hidden >= 1 (got n={n}, public={public}, hidden={hidden})"
         )
+    weights = [float(w) for w in length_weights]
+    if len(weights) != 3 or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(
+            "length_weights must be 3 odds, for chains of 1, 2 and 3 steps, none negative and not all 0 "
+            f"(got {weights})"
+        )
     rng = random.Random(f"chains:{split}:{seed}")
     seen: set[tuple[Step, ...]] = set()
     rows: list[dict[str, Any]] = []
     for _ in range(200 * n + 1000):
         if len(rows) == n:
             break
-        chain = _random_chain(rng)
+        chain = _random_chain(rng, weights)
         if chain in seen or split_of(chain) != split:
             continue
         seen.add(chain)
@@ -191,9 +208,12 @@ def generate(
     return rows
 
 
-def sft_rows(split: str = "train", n: int = 500, seed: int = 0) -> list[dict[str, str]]:
+def sft_rows(
+    split: str = "train", n: int = 500, seed: int = 0, length_weights: Sequence[float] = LENGTH_WEIGHTS
+) -> list[dict[str, str]]:
     """Labelled examples for SFT: the problem's prompt and its reference solution."""
-    return [{"prompt": r["prompt"], "response": r["canonical_solution"]} for r in generate(split, n, seed)]
+    rows = generate(split, n, seed, length_weights=length_weights)
+    return [{"prompt": r["prompt"], "response": r["canonical_solution"]} for r in rows]
 
 
 def code_documents(split: str = "train", n: int = 500, seed: int = 0) -> list[dict[str, str]]:

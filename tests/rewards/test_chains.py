@@ -3,6 +3,7 @@ ones fail, and the splits keep the held-out compositions out of training."""
 
 import json
 import random
+from collections import Counter
 
 import pytest
 
@@ -65,11 +66,28 @@ def test_reference_body_follows_the_description():
     assert [chains.evaluate(chain, x) for x in (-3, 0, 1)] == [0, 5, 5]
 
 
+def test_length_weights_set_the_odds_of_each_chain_length():
+    def lengths(rows):
+        return Counter(r["canonical_solution"].count("\n") - 1 for r in rows)
+
+    assert chains.generate("train", 50, seed=0, length_weights=chains.LENGTH_WEIGHTS) == chains.generate(
+        "train", 50, seed=0
+    )
+    assert set(lengths(chains.generate("train", 200, seed=0, length_weights=[1, 2, 0]))) == {1, 2}
+    few_long = lengths(chains.generate("train", 500, seed=0, length_weights=[1, 2, 0.1]))
+    assert 0 < few_long[3] < 50 < few_long[2]
+    rows = chains.sft_rows("train", 100, seed=0, length_weights=[0, 0, 1])
+    assert {r["response"].count("\n") - 1 for r in rows} == {3}
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="split 'test' is not one of train, validation, heldout"):
         chains.generate("test", 3)
     with pytest.raises(ValueError, match="format 'mbpp'"):
         chains.generate("train", 3, fmt="mbpp")
+    for weights in ([1, 2], [1, -1, 2], [0, 0, 0]):
+        with pytest.raises(ValueError, match=r"length_weights must be 3 odds.*got \["):
+            chains.generate("train", 3, length_weights=weights)
 
 
 def test_failures_are_diagnosed_line_by_line_and_counted_by_held_out_pair(tmp_path, capsys):
