@@ -47,6 +47,9 @@ TINY_CONFIG: dict[str, Any] = {
     "head_dim": 64,  # vLLM's CPU attention rejects head_dim < 64
     "max_position_embeddings": 2048,
     "rope_theta": 10000.0,
+    # Qwen2's default 0.02 left SFT on the chain problems guessing constants for 300 steps or more
+    # (seed 2 of the demo: held-out 0.054); at 0.05 the copying is learned by step 100 (0.664).
+    "initializer_range": 0.05,
     "tie_word_embeddings": True,
     "torch_dtype": "float32",
 }
