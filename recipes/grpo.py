@@ -170,7 +170,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         rollout.close()
         if hasattr(scorer, "shutdown"):
             scorer.shutdown()
-        log.close()
+        log.close(failed=sys.exc_info()[0] is not None)
 
     # -- final -----------------------------------------------------------------------------------------
     final = out / "final"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 LOGGERS = ("jsonl", "tensorboard", "wandb", "mlflow")
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
+TRACKERS_FILE = "trackers.json"  # wandb and mlflow run ids
+MLFLOW_DB = "mlflow.db"  # where mlflow logs when MLFLOW_TRACKING_URI is not set
 PLOTTED = (
     ("reward/mean", "reward"),
     ("pass_rate", "pass rate (public tests)"),
@@ -49,14 +52,30 @@ class RunLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(out / "runs"))
+        # A resumed run continues the wandb and mlflow runs it started, by the ids kept in TRACKERS_FILE.
+        ids = _read_ids(out / TRACKERS_FILE) if resume_step is not None else {}
         if "wandb" in loggers:
-            self._wandb = _optional("wandb").init(project=project, dir=str(out), config=config or {})
+            wandb = _optional("wandb")
+            self._wandb = wandb.init(
+                project=project, dir=str(out), name=out.resolve().name, config=config or {},
+                id=ids.get("wandb"), resume="allow" if "wandb" in ids else None,
+            )  # fmt: skip
+            ids["wandb"] = self._wandb.id
         if "mlflow" in loggers:
             mlflow = _optional("mlflow")
-            mlflow.set_experiment(project)
-            mlflow.start_run()
-            mlflow.log_params(_flat(config or {}))
+            # MLFLOW_TRACKING_URI when set, else the run's own database beside its other outputs
+            own = f"sqlite:///{(out / MLFLOW_DB).resolve()}"
+            mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or own)
+            if "mlflow" in ids:
+                mlflow.start_run(run_id=ids["mlflow"])
+            else:
+                mlflow.set_experiment(project)
+                mlflow.start_run(run_name=out.resolve().name)
+                mlflow.log_params(_flat(config or {}))
+            ids["mlflow"] = mlflow.active_run().info.run_id
             self._mlflow = mlflow
+        if ids:
+            (out / TRACKERS_FILE).write_text(json.dumps(ids) + "\n")
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         with (self.out / METRICS_FILE).open("a") as f:
@@ -73,13 +92,14 @@ class RunLog:
         with (self.out / SAMPLES_FILE).open("a") as f:
             f.writelines(json.dumps({"step": step, **row}) + "\n" for row in rows)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Flush every logger; `failed` marks the wandb and mlflow runs as failed (a crash or Ctrl-C)."""
         if self._tb is not None:
             self._tb.close()
         if self._wandb is not None:
-            self._wandb.finish()
+            self._wandb.finish(exit_code=1 if failed else 0)
         if self._mlflow is not None:
-            self._mlflow.end_run()
+            self._mlflow.end_run(status="FAILED" if failed else "FINISHED")
         write_samples_html(self.out / SAMPLES_FILE, self.out / "samples.html")
         plot_metrics(self.out / METRICS_FILE, self.out / "plots")
 
@@ -112,7 +132,15 @@ def _optional(name: str) -> Any:
     try:
         return __import__(name)
     except ImportError:
-        raise SystemExit(f"error: logger={name} needs the `{name}` package: pip install {name}") from None
+        raise SystemExit(
+            f"error: logger={name} needs the `{name}` package: pip install {name} "
+            "(or the project's `trackers` extra: pip install -e '.[trackers]')"
+        ) from None
+
+
+def _read_ids(path: Path) -> dict[str, str]:
+    """The tracker run ids a run wrote (none before its first start)."""
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

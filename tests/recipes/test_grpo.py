@@ -14,6 +14,7 @@ import torch
 
 from recipes.config import misspelt_override
 from recipes.grpo import run
+from recipes.tracking import MLFLOW_DB, TRACKERS_FILE
 from rewards.blend import combine
 from tests.recipes.conftest import ROOT, compose_cfg
 
@@ -22,11 +23,14 @@ FAST = ["steps=4", "prompts_per_step=4", "group_size=4", "sampling.max_tokens=32
         "rollout.engine_options.batch_size=16", "algorithm.lr=1e-4", "algorithm.warmup_steps=0",
         "grader.reward.kind=fraction"]  # fmt: skip
 TIMING = ("time/", "perf/", "sync/seconds")
+# every logger, the optional trackers included (wandb offline; mlflow in the run's own database)
+TRACKED = ["logger.loggers=[jsonl,tensorboard,wandb,mlflow]"]
 
 
 def grpo_cli(*overrides, wait=True):
     cmd = [sys.executable, "-m", "recipes.grpo", *overrides]
-    env = os.environ | {"PYTHONUNBUFFERED": "1"}
+    env = os.environ | {"PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
     if wait:
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
     return subprocess.Popen(
@@ -38,6 +42,17 @@ def metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def tracked_history(out, key="reward/mean"):
+    """(step, value) of a metric as mlflow recorded it, the mlflow run's status, and the wandb run files."""
+    from mlflow.tracking import MlflowClient
+
+    ids = json.loads((out / TRACKERS_FILE).read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / MLFLOW_DB}")
+    history = [(m.step, m.value) for m in client.get_metric_history(ids["mlflow"], key.replace("/", "."))]
+    wandb_files = list((out / "wandb").glob(f"offline-run-*-{ids['wandb']}/run-{ids['wandb']}.wandb"))
+    return history, client.get_run(ids["mlflow"]).info.status, wandb_files
+
+
 def untimed(row):
     return {k: v for k, v in row.items() if not k.startswith(TIMING)}
 
@@ -46,7 +61,7 @@ def untimed(row):
 def uninterrupted(tiny_sft, tmp_path_factory):
     _, result = tiny_sft
     out = tmp_path_factory.mktemp("grpo") / "straight"
-    done = grpo_cli(f"policy={result.model_dir}", f"output_dir={out}", *FAST)
+    done = grpo_cli(f"policy={result.model_dir}", f"output_dir={out}", *FAST, *TRACKED)
     assert done.returncode == 0, done.stderr[-3000:]
     return out, result.model_dir, done
 
@@ -76,6 +91,9 @@ def test_a_run_leaves_metrics_samples_plots_and_checkpoints(uninterrupted):
     assert {p.name for p in (out / "plots").iterdir()} >= {"reward_mean.png", "pass_rate.png",
                                                          "batch_zero_variance_frac.png", "loss_clip_frac.png"}  # fmt: skip
     assert list((out / "runs").glob("events.out.tfevents.*"))
+    history, status, wandb_files = tracked_history(out)
+    assert history == [(r["step"], r["reward/mean"]) for r in rows] and status == "FINISHED"
+    assert wandb_files and b"reward/mean" in wandb_files[0].read_bytes()
     assert (out / "checkpoint-2" / "learner_state.pt").exists() and (out / "config.yaml").exists()
     result = json.loads((out / "grpo_result.json").read_text())
     assert result["steps"] == 4 and result["last_metrics"]["step"] == 4
@@ -93,7 +111,7 @@ def test_a_run_leaves_metrics_samples_plots_and_checkpoints(uninterrupted):
 def test_ctrl_c_saves_a_checkpoint_and_resume_ends_at_the_same_metrics(uninterrupted, tmp_path):
     straight, policy, _ = uninterrupted
     out = tmp_path / "interrupted"
-    args = [f"policy={policy}", f"output_dir={out}", *FAST, "save_every=0"]
+    args = [f"policy={policy}", f"output_dir={out}", *FAST, *TRACKED, "save_every=0"]
     proc = grpo_cli(*args, wait=False)
     deadline = time.time() + 300
     while not (out / "metrics.jsonl").exists() and time.time() < deadline and proc.poll() is None:
@@ -115,6 +133,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_ends_at_the_same_metrics(uninterru
     for a, b in zip(ours, theirs, strict=True):
         assert untimed(a) == pytest.approx(untimed(b), rel=1e-5, abs=1e-7)
     assert json.loads((out / "grpo_result.json").read_text())["resumed_at"] == int(saved[0].split("-")[1])
+    history, status, _ = tracked_history(out)  # the resumed run continued the mlflow run it started
+    assert history == [(r["step"], r["reward/mean"]) for r in ours] and status == "FINISHED"
     again = grpo_cli(*args, "resume=true")  # a finished run: nothing to do, nothing rewritten
     assert again.returncode == 0 and "nothing to resume" in again.stderr
     assert metrics(out) == ours
