@@ -197,7 +197,10 @@ def summarise(
         "rewards": grpo_runs,
         "reward_model": {
             "pairwise_accuracy": rm.get("pairwise", {}).get("accuracy"),
+            "pairs": rm.get("pairwise", {}).get("pairs"),  # (pass, fail) pairs of one problem's samples
+            "pair_problems": rm.get("pairwise", {}).get("problems"),  # the problems with both
             "roc_auc": rm.get("roc_auc"),
+            "samples": rm.get("samples"),
             "best_of_n": best.get(max(best)) if best else None,
             "skipped": rm_result.get("skipped"),
         },
@@ -223,8 +226,11 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     if rm.get("skipped"):
         lines.append(f"reward model: skipped ({rm['skipped']})")
     else:
+        # a few problems with both passing and failing samples make the pairwise figure noisy: say how few
         lines.append(
-            f"reward model: pairwise accuracy {fmt(rm['pairwise_accuracy'])}, ROC-AUC {fmt(rm['roc_auc'])}"
+            f"reward model: pairwise accuracy {fmt(rm['pairwise_accuracy'])} "
+            f"({rm.get('pairs')} pairs in {rm.get('pair_problems')} problems), "
+            f"ROC-AUC {fmt(rm['roc_auc'])} ({rm.get('samples')} samples)"
         )
     if rm["best_of_n"]:
         b = rm["best_of_n"]

@@ -111,6 +111,12 @@ def test_rm_vs_execution_runs_grpo_twice_from_one_policy_on_one_budget_and_plots
     assert [r["step"] for r in rows["grpo"]] == [r["step"] for r in rows["grpo_rm"]] == [1, 2]
     assert all("reward/rm_mean" not in r for r in rows["grpo"])
     assert all(r["reward/mean"] == pytest.approx(r["reward/rm_mean"]) for r in rows["grpo_rm"])
+    # the reward model's accuracy, with how many pairs and samples it rests on
+    report = json.loads((out / "reward_model" / "reward_model_result.json").read_text())["report"]
+    rm_summary = summary["reward_model"]
+    assert rm_summary["samples"] == report["samples"] == 12  # 3 held-out problems x 4 labelled completions
+    assert rm_summary["pair_problems"] == 3 and rm_summary["pairs"] == report["pairwise"]["pairs"] > 0
+    assert f"({rm_summary['pairs']} pairs in 3 problems), ROC-AUC" in done.stdout
     # the plot, and both runs' held-out pass@1 in the table
     plot = out / "rewards_compared.png"
     assert summary["comparison_plot"] == str(plot) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
