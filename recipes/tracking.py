@@ -20,7 +20,7 @@ from typing import Any
 LOGGERS = ("jsonl", "tensorboard", "wandb", "mlflow")
 METRICS_FILE = "metrics.jsonl"
 SAMPLES_FILE = "samples.jsonl"
-TRACKERS_FILE = "trackers.json"  # wandb and mlflow run ids
+TRACKERS_FILE = "trackers.json"  # wandb and mlflow run ids, and where the mlflow run is
 MLFLOW_DB = "mlflow.db"  # where mlflow logs when MLFLOW_TRACKING_URI is not set
 PLOTTED = (
     ("reward/mean", "reward"),
@@ -63,9 +63,11 @@ class RunLog:
             ids["wandb"] = self._wandb.id
         if "mlflow" in loggers:
             mlflow = _optional("mlflow")
-            # MLFLOW_TRACKING_URI when set, else the run's own database beside its other outputs
+            # MLFLOW_TRACKING_URI when set, else the run's own database beside its other outputs; a resumed
+            # run goes back to where its mlflow run is
             own = f"sqlite:///{(out / MLFLOW_DB).resolve()}"
-            mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or own)
+            ids["mlflow_uri"] = ids.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI") or own
+            mlflow.set_tracking_uri(ids["mlflow_uri"])
             if "mlflow" in ids:
                 mlflow.start_run(run_id=ids["mlflow"])
             else:

@@ -25,7 +25,9 @@ def log_steps(log, steps):
         log.metrics(step, {"reward/mean": step / 10, "loss/kl": 0.01 * step})
 
 
-def test_wandb_and_mlflow_get_the_metrics_and_a_resumed_run_continues_their_runs(tmp_path, trackers_offline):
+def test_wandb_and_mlflow_get_the_metrics_and_a_resumed_run_continues_their_runs(
+    tmp_path, trackers_offline, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "grpo-run"
@@ -33,12 +35,14 @@ def test_wandb_and_mlflow_get_the_metrics_and_a_resumed_run_continues_their_runs
     log_steps(log, [1, 2])
     log.close(failed=True)  # as when the run is killed after step 2
     ids = json.loads((out / TRACKERS_FILE).read_text())
-    assert set(ids) == {"wandb", "mlflow"}
+    assert set(ids) == {"wandb", "mlflow", "mlflow_uri"}
     client = MlflowClient(tracking_uri=f"sqlite:///{out / MLFLOW_DB}")
     run = client.get_run(ids["mlflow"])
     assert run.info.status == "FAILED" and run.info.run_name == "grpo-run"
     assert run.data.params["algorithm.lr"] == "5e-05" and run.data.params["steps"] == "4"
 
+    # resumed where MLFLOW_TRACKING_URI now points elsewhere: the run goes on where it started
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'elsewhere.db'}")
     resumed = RunLog(out, loggers=LOGGERS, config=CONFIG, resume_step=2)
     log_steps(resumed, [3, 4])
     resumed.close()
