@@ -52,22 +52,30 @@ def seed_table(summaries: list[dict]) -> list[str]:
         xs = [s["pass@1"][key] for s in summaries]
         return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
-    lines = [f"{'seed':<6}{'SFT':>8}{'GRPO':>8}{'control':>9}{'GRPO - SFT':>12}{'GRPO - control':>16}"]
+    lines = [f"{'seed':<6}{'SFT':>8}{'GRPO':>8}{'control':>9}{'GRPO - SFT':>12}{'GRPO - control':>16}"
+             f"{'RM pairwise':>13}"]  # fmt: skip
     for i, s in enumerate(summaries):
         p = s["pass@1"]
+        rm = s.get("reward_model", {}).get("pairwise_accuracy")
         lines.append(f"{i:<6}{p['sft']:>8.3f}{p['grpo']:>8.3f}{p.get('control', float('nan')):>9.3f}"
-                     f"{100 * (p['grpo'] - p['sft']):>+12.1f}{100 * (p['grpo'] - p.get('control', float('nan'))):>+16.1f}")  # fmt: skip
+                     f"{100 * (p['grpo'] - p['sft']):>+12.1f}{100 * (p['grpo'] - p.get('control', float('nan'))):>+16.1f}"
+                     f"{'n/a' if rm is None else f'{rm:.3f}':>13}")  # fmt: skip
     (sft, sft_sd), (grpo, grpo_sd) = stats("sft"), stats("grpo")
     gains = [100 * (s["pass@1"]["grpo"] - s["pass@1"]["sft"]) for s in summaries]
     lines.append(f"mean ± sd: SFT {sft:.3f} ± {sft_sd:.3f}, GRPO {grpo:.3f} ± {grpo_sd:.3f}, "
-                 f"gain {statistics.mean(gains):+.1f} ± {statistics.stdev(gains):.1f} points")  # fmt: skip
-    last = f"held-out pass@1: SFT {sft:.2f} -> GRPO {grpo:.2f} ({statistics.mean(gains):+.1f} points)"
+                 f"gain {points(statistics.mean(gains))} ± {statistics.stdev(gains):.1f} points")  # fmt: skip
+    last = f"held-out pass@1: SFT {sft:.2f} -> GRPO {grpo:.2f} ({points(statistics.mean(gains))} points)"
     if all("control" in s["pass@1"] for s in summaries):
         control, _ = stats("control")
         over = [100 * (s["pass@1"]["grpo"] - s["pass@1"]["control"]) for s in summaries]
-        last += f"; same-time SFT-only {control:.2f} (GRPO {statistics.mean(over):+.1f} points over it)"
+        last += f"; same-time SFT-only {control:.2f} (GRPO {points(statistics.mean(over))} points over it)"
     lines.append(last)
     return lines
+
+
+def points(x: float) -> str:
+    """A signed difference to one decimal; a mean that is 0 up to rounding reads +0.0, not -0.0."""
+    return f"{round(x, 1) or 0.0:+.1f}"
 
 
 if __name__ == "__main__":
