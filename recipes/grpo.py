@@ -38,12 +38,21 @@ from recipes.common import check_fresh_output, read_problems, sampling_config
 from recipes.config import ConfigError, checked_dataclass, recipe_main, refuse_contradictions
 from recipes.iterative import IterativeRewardModel
 from recipes.rollouts import build_rollout
-from recipes.tracking import METRICS_FILE, RunLog, metrics_line, read_jsonl
+from recipes.tracking import METRICS_FILE, TRACKERS_FILE, RunLog, metrics_line, read_jsonl, require_loggers
 from rewards import Problem
 from rewards.blend import combine
 
 RESULT_FILE = "grpo_result.json"
-OUTPUTS = ("final", "metrics.jsonl", "samples.jsonl", "samples.html", "plots", "runs", RESULT_FILE)
+OUTPUTS = (
+    "final",
+    "metrics.jsonl",
+    "samples.jsonl",
+    "samples.html",
+    "plots",
+    "runs",
+    TRACKERS_FILE,
+    RESULT_FILE,
+)
 SHOWN = ("reward/mean", "pass_rate", "loss/kl", "loss/clip_frac", "batch/zero_variance_frac", "time/step_s")
 
 
@@ -60,6 +69,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.overwrite and not cfg.resume:
         clear_outputs(out)
     resume_from = last_checkpoint(out) if cfg.resume else None
+    require_loggers(cfg.logger.loggers)  # a missing tracker package fails now, not after the set-up
 
     # -- build -----------------------------------------------------------------------------------------
     problems = read_problems(cfg.train_problems)
@@ -107,6 +117,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     bar = tqdm(total=cfg.steps, initial=start, desc="grpo", file=sys.stderr, dynamic_ncols=True)
+    failed = True  # until the loop ends: a crash or a Ctrl-C marks the trackers' runs failed
     try:
         with StopAtStepEnd() as stop:
             for step in range(start, cfg.steps):
@@ -165,12 +176,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     raise SystemExit(130)
                 if cfg.save_every and done % cfg.save_every == 0 and done < cfg.steps:
                     save_checkpoint(learner, tokenizer, out, done, cfg.keep_checkpoints)
+        failed = False
     finally:
         bar.close()
         rollout.close()
         if hasattr(scorer, "shutdown"):
             scorer.shutdown()
-        log.close(failed=sys.exc_info()[0] is not None)
+        log.close(failed=failed)
 
     # -- final -----------------------------------------------------------------------------------------
     final = out / "final"

@@ -40,9 +40,7 @@ class RunLog:
         self, out: Path, *, loggers: Sequence[str] = ("tensorboard",), config: dict[str, Any] | None = None,
         project: str = "grpo-coder", resume_step: int | None = None,
     ) -> None:  # fmt: skip
-        unknown = [name for name in loggers if name not in LOGGERS]
-        if unknown:
-            raise ValueError(f"unknown logger(s) {unknown}: choose from {', '.join(LOGGERS)}")
+        require_loggers(loggers)
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         for name in (METRICS_FILE, SAMPLES_FILE):
@@ -57,7 +55,7 @@ class RunLog:
         if "wandb" in loggers:
             wandb = _optional("wandb")
             self._wandb = wandb.init(
-                project=project, dir=str(out), name=out.resolve().name, config=config or {},
+                project=project, dir=str(out), name=run_name(out), config=config or {},
                 id=ids.get("wandb"), resume="allow" if "wandb" in ids else None,
             )  # fmt: skip
             ids["wandb"] = self._wandb.id
@@ -69,10 +67,16 @@ class RunLog:
             ids["mlflow_uri"] = ids.get("mlflow_uri") or os.environ.get("MLFLOW_TRACKING_URI") or own
             mlflow.set_tracking_uri(ids["mlflow_uri"])
             if "mlflow" in ids:
-                mlflow.start_run(run_id=ids["mlflow"])
+                try:
+                    mlflow.start_run(run_id=ids["mlflow"])
+                except mlflow.exceptions.MlflowException as e:
+                    raise RuntimeError(
+                        f"cannot continue mlflow run {ids['mlflow']} (from {out / TRACKERS_FILE}) at "
+                        f"{ids['mlflow_uri']}: {e}"
+                    ) from None
             else:
                 mlflow.set_experiment(project)
-                mlflow.start_run(run_name=out.resolve().name)
+                mlflow.start_run(run_name=run_name(out))
                 mlflow.log_params(_flat(config or {}))
             ids["mlflow"] = mlflow.active_run().info.run_id
             self._mlflow = mlflow
@@ -130,6 +134,21 @@ def _truncate_after(path: Path, step: int | None) -> None:
     path.write_text("".join(kept))
 
 
+def require_loggers(loggers: Sequence[str]) -> None:
+    """Refuse an unknown logger, or one whose package is not installed."""
+    unknown = [name for name in loggers if name not in LOGGERS]
+    if unknown:
+        raise ValueError(f"unknown logger(s) {unknown}: choose from {', '.join(LOGGERS)}")
+    for name in ("wandb", "mlflow"):
+        if name in loggers:
+            _optional(name)
+
+
+def run_name(out: Path) -> str:
+    """What the trackers call a run: the last two parts of its folder (`seed-0/grpo` in a demo)."""
+    return "/".join(out.resolve().parts[-2:])
+
+
 def _optional(name: str) -> Any:
     try:
         return __import__(name)
@@ -142,7 +161,15 @@ def _optional(name: str) -> Any:
 
 def _read_ids(path: Path) -> dict[str, str]:
     """The tracker run ids a run wrote (none before its first start)."""
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        ids = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not the JSON object of tracker run ids a run writes ({e})") from None
+    if not isinstance(ids, dict):
+        raise ValueError(f"{path}: not the JSON object of tracker run ids a run writes")
+    return ids
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

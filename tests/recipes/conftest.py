@@ -1,5 +1,6 @@
 """Shared by the recipe tests: composing a recipe's config, and one tiny SFT policy for the session."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,11 @@ import recipes
 
 CONFIGS = Path(recipes.__file__).parent / "configs"
 ROOT = CONFIGS.parents[1]
+# the summary's last line, which outside tools read (recipes.pipeline and recipes.demo)
+LAST_LINE = re.compile(
+    r"held-out pass@1: SFT (\d\.\d\d) -> GRPO (\d\.\d\d) \(([+-]\d+\.\d) points\); "
+    r"same-time SFT-only (\d\.\d\d) \(GRPO ([+-]\d+\.\d) points over it\)"
+)
 # A short, hot run: 3e-3 learns the format in 40-60 steps (the default 1e-3 generalises better in 300).
 FAST_SFT = ["trainer.per_device_train_batch_size=32", "trainer.packing=false", "trainer.logging_steps=10",
             "trainer.learning_rate=3e-3"]  # fmt: skip

@@ -4,7 +4,7 @@ pipeline's form that outside tools read."""
 import re
 
 from recipes.demo import seed_table
-from tests.recipes.test_pipeline import LAST_LINE
+from tests.recipes.conftest import LAST_LINE
 
 
 def summary(sft, grpo, control, rm):

@@ -123,6 +123,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_ends_at_the_same_metrics(uninterru
     saved = [p.name for p in out.glob("checkpoint-*")]
     assert len(saved) == 1 and saved[0] in ("checkpoint-1", "checkpoint-2"), saved
     assert not (out / "grpo_result.json").exists()
+    assert tracked_history(out)[1] == "FAILED"  # the stopped run, as mlflow shows it until it is resumed
     # a second run without resume=true refuses to write over it
     refused = grpo_cli(*args)
     assert refused.returncode != 0 and "unfinished GRPO run" in refused.stderr

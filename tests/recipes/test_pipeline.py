@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from recipes.tracking import read_jsonl
-from tests.recipes.conftest import ROOT
+from tests.recipes.conftest import LAST_LINE, ROOT
 
 STAGES = {
     "sft": ["trainer.max_steps=2", "trainer.eval_steps=2", "trainer.save_steps=2"],
@@ -26,10 +26,6 @@ SMOKE = [f"stages.{k}=[{','.join(repr(o) for o in v)}]" for k, v in STAGES.items
     "heldout_label_problems=3",
     "sft_examples=40",
 ]
-LAST_LINE = re.compile(
-    r"held-out pass@1: SFT (\d\.\d\d) -> GRPO (\d\.\d\d) \(([+-]\d+\.\d) points\); "
-    r"same-time SFT-only (\d\.\d\d) \(GRPO ([+-]\d+\.\d) points over it\)"
-)
 
 
 def pipeline(out, *extra):

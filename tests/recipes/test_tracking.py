@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from recipes.tracking import MLFLOW_DB, TRACKERS_FILE, RunLog
+from recipes.tracking import MLFLOW_DB, TRACKERS_FILE, RunLog, require_loggers
 
 LOGGERS = ["jsonl", "wandb", "mlflow"]
 CONFIG = {"algorithm": {"lr": 5e-5, "loss_type": "grpo"}, "steps": 4}
@@ -38,7 +38,7 @@ def test_wandb_and_mlflow_get_the_metrics_and_a_resumed_run_continues_their_runs
     assert set(ids) == {"wandb", "mlflow", "mlflow_uri"}
     client = MlflowClient(tracking_uri=f"sqlite:///{out / MLFLOW_DB}")
     run = client.get_run(ids["mlflow"])
-    assert run.info.status == "FAILED" and run.info.run_name == "grpo-run"
+    assert run.info.status == "FAILED" and run.info.run_name == f"{tmp_path.name}/grpo-run"
     assert run.data.params["algorithm.lr"] == "5e-05" and run.data.params["steps"] == "4"
 
     # resumed where MLFLOW_TRACKING_URI now points elsewhere: the run goes on where it started
@@ -52,9 +52,23 @@ def test_wandb_and_mlflow_get_the_metrics_and_a_resumed_run_continues_their_runs
     assert client.get_run(ids["mlflow"]).info.status == "FINISHED"
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
-    # wandb offline: each start of the run writes a run file under the same id, with the metric keys
+    # wandb offline: the run's file(s) under its one id (a start in the same second reuses the folder)
     files = sorted((out / "wandb").glob(f"offline-run-*-{ids['wandb']}/run-{ids['wandb']}.wandb"))
     assert files and all(b"reward/mean" in f.read_bytes() and b"loss/kl" in f.read_bytes() for f in files)
+    assert len(list((out / "wandb").glob("offline-run-*"))) == len(files)  # no run under another id
+
+
+def test_a_resume_that_cannot_find_its_runs_says_where_it_looked(tmp_path, trackers_offline):
+    out = tmp_path / "run"
+    RunLog(out, loggers=["jsonl", "mlflow"], config=CONFIG).close()
+    (out / MLFLOW_DB).unlink()  # the run's mlflow database is gone
+    with pytest.raises(
+        RuntimeError, match=r"cannot continue mlflow run \w+ \(from .*trackers.json\) at sqlite"
+    ):
+        RunLog(out, loggers=["jsonl", "mlflow"], resume_step=1)
+    (out / TRACKERS_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match=r"trackers.json: not the JSON object of tracker run ids"):
+        RunLog(out, loggers=["jsonl", "mlflow"], resume_step=1)
 
 
 def test_a_fresh_run_starts_new_tracker_runs(tmp_path, trackers_offline):
@@ -89,5 +103,16 @@ def test_mlflow_logs_where_mlflow_tracking_uri_points(tmp_path, trackers_offline
 @pytest.mark.parametrize("tracker", ["wandb", "mlflow"])
 def test_a_missing_tracker_package_is_named_with_how_to_install_it(tmp_path, monkeypatch, tracker):
     monkeypatch.setitem(sys.modules, tracker, None)  # as if it were not installed: importing it fails
-    with pytest.raises(SystemExit, match=rf"logger={tracker} needs the `{tracker}` package: pip install"):
+    with pytest.raises(SystemExit, match=rf"logger={tracker} needs the `{tracker}` package: pip install "
+                       rf"{tracker} \(or the project's `trackers` extra: pip install -e '\.\[trackers\]'\)"):  # fmt: skip
+        require_loggers(["jsonl", "tensorboard", tracker])
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(SystemExit, match=rf"logger={tracker} needs"):
         RunLog(tmp_path / "run", loggers=["jsonl", tracker])
+
+
+def test_an_unknown_logger_is_refused_with_the_choices():
+    with pytest.raises(
+        ValueError, match=r"unknown logger\(s\) \['tensorbord'\]: choose from jsonl, tensorboard"
+    ):
+        require_loggers(["jsonl", "tensorbord"])
