@@ -7,6 +7,7 @@ those log-probabilities as `old_logprobs` and the token ids to recompute its own
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -24,6 +25,20 @@ class SamplingConfig:
     max_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        def number(name: str) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}={value!r} is not a number")
+            return float(value)
+
+        if number("temperature") < 0:
+            raise ValueError(f"temperature={self.temperature} must be 0 (greedy) or more")
+        if not 0 < number("top_p") <= 1:
+            raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
+        if number("top_k") < 0 or number("max_tokens") < 1:
+            raise ValueError(f"top_k={self.top_k} must be 0 or more, max_tokens={self.max_tokens} 1 or more")
 
 
 @dataclass

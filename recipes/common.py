@@ -28,7 +28,10 @@ def read_problems(spec: Any) -> list[Problem]:
 def sampling_config(spec: DictConfig, **override: Any) -> SamplingConfig:
     args: dict[str, Any] = OmegaConf.to_container(spec, resolve=True)  # type: ignore[assignment]
     args |= override
-    return SamplingConfig(**{**args, "stop": tuple(args.get("stop") or ())})
+    try:
+        return SamplingConfig(**{**args, "stop": tuple(args.get("stop") or ())})
+    except ValueError as e:
+        raise ConfigError(f"sampling.{e}") from None
 
 
 PROMPT_FORMATS = ("raw", "chat")

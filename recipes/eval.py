@@ -36,6 +36,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "data.problems is not set: give a problems file, e.g. data.problems=my_problems.jsonl"
         )
+    for key in ("num_samples", "batch_prompts"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]}: must be 1 or more")
+    if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
+        raise ConfigError(f"limit={cfg.limit}: the number of problems to evaluate, 0 or null for all of them")
+    if any(not isinstance(k, int) or k < 1 for k in cfg.ks):
+        raise ConfigError(f"ks={list(cfg.ks)}: every k of pass@k must be 1 or more")
     problems = read_problems(cfg.data.problems)
     if cfg.limit:
         problems = problems[: cfg.limit]
@@ -46,8 +53,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
     prompts, stop = format_prompts(cfg.prompt_format, model, problems, cfg.sampling.stop)
-    rollout = build_rollout(rollout_spec, model, lambda: instantiate(grader))
     sampling = sampling_config(cfg.sampling, seed=cfg.seed, stop=stop)
+    rollout = build_rollout(rollout_spec, model, lambda: instantiate(grader))
     n = cfg.num_samples
     rows, start = [], time.perf_counter()
     try:

