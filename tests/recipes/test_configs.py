@@ -2,6 +2,8 @@
 it is built; every yaml says what it is for and how to run it; misspelt keys get a suggestion."""
 
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import hydra.utils
@@ -163,3 +165,17 @@ def test_no_plain_key_is_named_like_a_config_group(name):
 
     keys = set(OmegaConf.load(CONFIGS / f"{name}.yaml")) - {"defaults", "hydra"}
     assert not (keys & config_groups()) - set(groups_of(name))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("k=[1,0]", "error: k=[1, 0]: every k of pass@k must be 1 or more"),
+     ("out={tmp}/no/r.jsonl", "error: out={tmp}/no/r.jsonl: not a file in an existing folder")],
+)  # fmt: skip
+def test_recipes_grade_refuses_bad_arguments_before_grading(override, message, tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"task_id": "HumanEval/0", "completion": "    return 1\\n"}\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "recipes.grade", f"completions={tmp_path}/c.jsonl", override.format(tmp=tmp_path)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert run.returncode != 0 and message.format(tmp=tmp_path) in run.stderr and "graded" not in run.stderr
