@@ -93,6 +93,10 @@ def parse_problem(row: Mapping[str, Any]) -> Problem:
         "memory_mb": _limit(row, "memory_mb", int),
     }
     known = set(FORMAT_FIELDS[fmt]) | {"language", "time_limit_s", "memory_mb", "hidden_tests", "checker"}
+    if "entry_point" in FORMAT_FIELDS[fmt] and not str(row["entry_point"]).isidentifier():
+        raise ProblemFormatError(
+            f"problem row {_row_name(row)}: entry_point={row['entry_point']!r} is not a function name"
+        )
     if fmt == "humaneval":
         return Problem(
             prompt=str(row["prompt"]),

@@ -88,6 +88,7 @@ def test_unknown_format_names_the_row_and_missing_fields():
         ({**ROWS[0], "time_limit_s": "nan"}, "time_limit_s='nan' must be a positive number"),
         ({**ROWS[0], "time_limit_s": "inf"}, "time_limit_s='inf' must be a positive number"),
         ({**ROWS[0], "memory_mb": 0}, "memory_mb=0 must be a positive number"),
+        ({**ROWS[0], "entry_point": ""}, "entry_point='' is not a function name"),
         ({"task_id": "s", "prompt": "p", "tests": "[not json"}, "tests is a string that is not a JSON list"),
         (
             {"task_id": "c", "prompt": "p", "tests": [{"args": [1], "expected": 2}]},
