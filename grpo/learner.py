@@ -70,6 +70,8 @@ class LearnerConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type={self.loss_type!r} is not one of {', '.join(LOSS_TYPES)}")
         if self.clip_low < 0 or self.clip_high < 0:

@@ -13,16 +13,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from grpo.rollout import SamplingConfig
 from recipes.config import ConfigError
-from rewards import Problem, load_problems
+from rewards import Problem, ProblemFormatError, load_problems
 
 ROLLOUT_KINDS = ("hf", "vllm", "ray")
 
 
-def read_problems(spec: Any) -> list[Problem]:
-    """Problems from a path or dataset name (a string), or from a `_target_` that returns rows."""
-    if isinstance(spec, str):
-        return load_problems(spec)
-    return load_problems(instantiate(spec))
+def read_problems(spec: Any, key: str = "problems") -> list[Problem]:
+    """Problems from a path or dataset name (a string), or from a `_target_` that returns rows. A file
+    that is missing or unreadable, or that holds no problems, is a one-line error naming the config key."""
+    try:
+        problems = load_problems(spec if isinstance(spec, str) else instantiate(spec))
+    except (OSError, ProblemFormatError) as e:
+        raise ConfigError(f"{key}: {e}") from None
+    if not problems:
+        raise ConfigError(
+            f"{key}: no problems in {spec if isinstance(spec, str) else spec.get('path', spec)}"
+        )
+    return problems
 
 
 def sampling_config(spec: DictConfig, **override: Any) -> SamplingConfig:
@@ -90,6 +97,17 @@ def worker_factory(engine: str, policy: str, options: dict[str, Any] | None = No
 
         return functools.partial(VLLMWorker, policy, **options)
     raise SystemExit(f"error: rollout engine {engine!r} is not one of hf, vllm")
+
+
+def check_model(name: str, key: str = "policy") -> Path:
+    """The HF folder a model name or path resolves to; a name that resolves to nothing is a one-line
+    error naming the config key, raised before anything is written or deleted."""
+    from grpo.models import ModelNotFoundError, resolve_model_path
+
+    try:
+        return resolve_model_path(name)
+    except ModelNotFoundError as e:
+        raise ConfigError(f"{key}={name}: {e}") from None
 
 
 def make_worker(kind: str, policy: str) -> Any:

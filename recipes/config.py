@@ -120,12 +120,15 @@ def wrong_experiment(config_name: str, args: list[str]) -> str | None:
     return None
 
 
-def misspelt_override(config_name: str, args: list[str]) -> str | None:
+def misspelt_override(
+    config_name: str, args: list[str], composer: Callable[[str, list[str]], DictConfig] | None = None
+) -> str | None:
     """The first `key=value` argument whose key the composed config lacks, with the closest valid key.
 
     Hydra refuses such an override too, but without a suggestion; group choices (`rollout=ray_vllm`)
     are left to Hydra, which lists the available options itself. Overrides with `+`, `++` or `~` and
-    `hydra.` keys are not checked.
+    `hydra.` keys are not checked. `composer(config_name, overrides)` composes where Hydra is already
+    initialised (a pipeline's stages).
     """
     from hydra import compose, initialize_config_dir
 
@@ -139,8 +142,11 @@ def misspelt_override(config_name: str, args: list[str]) -> str | None:
     if not keys:
         return None
     try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base=None):
-            tree = OmegaConf.to_container(compose(config_name, choices), resolve=False)
+        if composer is not None:
+            tree = OmegaConf.to_container(composer(config_name, choices), resolve=False)
+        else:
+            with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+                tree = OmegaConf.to_container(compose(config_name, choices), resolve=False)
     except Exception:
         return None
     for key in keys:

@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from recipes.common import format_prompts, read_problems, sampling_config
+from recipes.common import check_model, format_prompts, read_problems, sampling_config
 from recipes.config import ConfigError, recipe_main
 from recipes.rollouts import build_rollout
 from rewards.grades import pass_at_k
@@ -43,10 +43,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"limit={cfg.limit}: the number of problems to evaluate, 0 or null for all of them")
     if any(not isinstance(k, int) or k < 1 for k in cfg.ks):
         raise ConfigError(f"ks={list(cfg.ks)}: every k of pass@k must be 1 or more")
-    problems = read_problems(cfg.data.problems)
+    model = str(cfg.model_path or cfg.model.name)
+    check_model(model, key="model_path" if cfg.model_path else "model.name")
+    problems = read_problems(cfg.data.problems, key="data.problems")
     if cfg.limit:
         problems = problems[: cfg.limit]
-    model = str(cfg.model_path or cfg.model.name)
     grader: dict[str, Any] = OmegaConf.to_container(cfg.grader, resolve=True)  # type: ignore[assignment]
     grader["split"] = "hidden"
     rollout_spec: dict[str, Any] = OmegaConf.to_container(cfg.rollout, resolve=True)  # type: ignore[assignment]

@@ -33,8 +33,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from grpo.learner import Learner, LearnerConfig, RolloutBatch
-from grpo.models import resolve_model_path
-from recipes.common import check_fresh_output, read_problems, sampling_config
+from recipes.common import check_fresh_output, check_model, read_problems, sampling_config
 from recipes.config import ConfigError, checked_dataclass, recipe_main, refuse_contradictions
 from recipes.iterative import IterativeRewardModel
 from recipes.rollouts import build_rollout
@@ -66,18 +65,28 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             file=sys.stderr,
         )
         return dict(json.loads((out / RESULT_FILE).read_text()))
-    if cfg.overwrite and not cfg.resume:
-        clear_outputs(out)
-    resume_from = last_checkpoint(out) if cfg.resume else None
+    for key in ("steps", "prompts_per_step"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]}: must be 1 or more")
     require_loggers(cfg.logger.loggers)  # a missing tracker package fails now, not after the set-up
-
-    # -- build -----------------------------------------------------------------------------------------
-    problems = read_problems(cfg.train_problems)
+    policy = check_model(str(cfg.policy))
+    problems = read_problems(cfg.train_problems, key="train_problems")
+    if cfg.reward.kind != "rm":
+        untested = [p.task_id for p in problems if p.format in ("call", "stdio") and not p.tests]
+        if untested:
+            raise ConfigError(
+                f"train_problems: {len(untested)} problems have no public tests for the execution reward "
+                f"(first: {untested[0]}); give them tests, or train on reward=rm"
+            )
     algorithm: dict[str, Any] = OmegaConf.to_container(cfg.algorithm, resolve=True)  # type: ignore[assignment]
     config = checked_dataclass(
-        LearnerConfig, algorithm | {"model": str(resolve_model_path(str(cfg.policy))), "total_steps": cfg.steps},
-        "algorithm",
-    )  # fmt: skip
+        LearnerConfig, algorithm | {"model": str(policy), "total_steps": cfg.steps}, "algorithm"
+    )
+    if cfg.overwrite and not cfg.resume:  # only once the inputs are known to be good
+        clear_outputs(out)
+    resume_from = last_checkpoint(out) if cfg.resume else None
+
+    # -- build -----------------------------------------------------------------------------------------
     iterative = None
     if cfg.reward.kind != "execution" and cfg.reward.iterative.every:
         iterative = IterativeRewardModel(cfg.reward, out, start_step=_step_of(resume_from), seed=cfg.seed)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,25 +24,50 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from recipes.common import format_prompts, grade_twice, make_worker, read_problems, sampling_config
-from recipes.config import recipe_main
+from recipes.common import (
+    check_model,
+    format_prompts,
+    grade_twice,
+    make_worker,
+    read_problems,
+    sampling_config,
+)
+from recipes.config import ConfigError, recipe_main
 from rewards import Problem
 
 
 def done_task_ids(out: Path, group_size: int) -> set[str]:
     """Problems with all `group_size` rows already in `out`. The file is rewritten without the rows of
-    problems a killed run left half done (and without a torn last line), which are labelled again."""
+    problems a killed run left half done (and without a torn last line), which are labelled again. A file
+    that is not labels of `group_size` samples per problem is refused, never rewritten."""
     if not out.exists():
         return set()
-    counts: dict[str, int] = {}
+    lines = out.read_text(errors="replace").splitlines()
+    counts: Counter[str] = Counter()
     rows: list[tuple[str, str]] = []
-    for line in out.read_text().splitlines():
+    for i, line in enumerate(lines, 1):
         try:
-            task = json.loads(line)["task_id"]
+            row = json.loads(line)
         except json.JSONDecodeError:
-            break  # the run was killed mid-write
-        counts[task] = counts.get(task, 0) + 1
-        rows.append((task, line))
+            if i == len(lines):
+                break  # the run was killed mid-write
+            raise ConfigError(
+                f"out={out}: line {i} is not JSON (a killed run tears only the last line); mend the file, "
+                "or pass overwrite=true to label from scratch"
+            ) from None
+        if not isinstance(row, dict) or not {"task_id", "completion", "passed"} <= row.keys():
+            raise ConfigError(
+                f"out={out}: line {i} is not a label row (task_id, completion, passed); is out= the file "
+                "meant? overwrite=true replaces it"
+            )
+        counts[str(row["task_id"])] += 1
+        rows.append((str(row["task_id"]), line))
+    usual = counts.most_common(1)[0][1] if counts else group_size
+    if usual != group_size:
+        raise ConfigError(
+            f"out={out} holds labels of {usual} samples per problem, and group_size={group_size}: set "
+            f"group_size={usual} to continue them, or overwrite=true to label again"
+        )
     done = {task for task, n in counts.items() if n >= group_size}
     out.write_text("".join(line + "\n" for task, line in rows if task in done))
     return done
@@ -64,6 +90,10 @@ def label_rows(
 
 def run(cfg: DictConfig) -> Path:
     out = Path(cfg.out)
+    for key in ("group_size", "prompts_per_round"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]}: must be 1 or more")
+    check_model(str(cfg.policy))  # before `out` is touched
     if cfg.overwrite and out.exists():
         out.unlink()
     out.parent.mkdir(parents=True, exist_ok=True)

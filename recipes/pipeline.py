@@ -42,7 +42,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
-from recipes.config import CONFIG_DIR, ConfigError, recipe_main
+from recipes.config import CONFIG_DIR, ConfigError, misspelt_override, recipe_main
 from recipes.tracking import METRICS_FILE, plot_runs
 from rewards.reward_model import LabelError
 from rewards.rm_eval import OneClassError
@@ -61,6 +61,13 @@ def stage_config(name: str, overrides: list[str]) -> DictConfig:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     check_rewards(cfg)
+    extra = {
+        name: list(cfg.stages.get(name) or [])
+        for name in ("sft", "label", "reward_model", "grpo", "eval", "control")
+    }
+    check_stage_overrides(extra)
+    if cfg.sft_examples is not None and (not isinstance(cfg.sft_examples, int) or cfg.sft_examples < 1):
+        raise ConfigError(f"sft_examples={cfg.sft_examples}: 1 or more, or null for the data config's number")
     out = Path(cfg.output_dir).resolve()
     if cfg.overwrite and out.exists():
         for child in out.iterdir():
@@ -70,10 +77,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     times: dict[str, float] = (
         json.loads((out / "times.json").read_text()) if (out / "times.json").exists() else {}
     )
-    extra = {
-        name: list(cfg.stages.get(name) or [])
-        for name in ("sft", "label", "reward_model", "grpo", "eval", "control")
-    }
     seed = cfg.seed
 
     def stage(name: str, done: Path, fn: Callable[[], Any]) -> None:
@@ -90,10 +93,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from recipes import grpo, label, reward_model, sft
 
     # 1. SFT: the tiny model from scratch on the labelled examples (the control trains on the same ones)
-    sft_data = [f"data.train.0.rows.n={cfg.sft_examples}"] if cfg.sft_examples else []
+    sft_data = [f"data.train.0.rows.n={cfg.sft_examples}"] if cfg.sft_examples is not None else []
     sft_dir = out / "sft"
+    sft_resume = ["resume=true"] if any(sft_dir.glob("checkpoint-*")) else []  # a killed SFT stage continues
     stage("sft", sft_dir / "sft_result.json", lambda: sft.run(stage_config(
-        "sft", [f"output_dir={sft_dir}", f"trainer.seed={seed}", *sft_data, *extra["sft"]])))  # fmt: skip
+        "sft", [f"output_dir={sft_dir}", f"trainer.seed={seed}", *sft_data, *sft_resume, *extra["sft"]])))  # fmt: skip
     policy = sft_dir / "final"
 
     # 2. label the SFT policy's samples: training problems for the reward model, held-out ones for its report
@@ -111,9 +115,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     def train_rm() -> None:
         needs_rm = [r for r in cfg.rewards if r != "execution"]
         try:
-            reward_model.run(stage_config("reward_model", [
-                f"backbone={policy}", f"labels={labels}", f"eval_labels={heldout_labels}", f"output_dir={rm_dir}",
-                f"seed={seed}", *extra["reward_model"]]))  # fmt: skip
+            reward_model.run(
+                stage_config(
+                    "reward_model",
+                    [
+                        f"backbone={policy}",
+                        f"labels={labels}",
+                        f"eval_labels={heldout_labels}",
+                        f"output_dir={rm_dir}",
+                        f"seed={seed}",
+                        "overwrite=true",
+                        *extra["reward_model"],
+                    ],
+                )
+            )  # fmt: skip  (a killed stage restarts)
         except (LabelError, OneClassError) as e:
             if needs_rm:
                 raise SystemExit(
@@ -143,7 +158,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         stage("control", control_dir / "sft_result.json", lambda: sft.run(stage_config(
             "sft", ["model=path", f"model.name={policy}", f"output_dir={control_dir}", f"trainer.seed={seed}", *sft_data,
                     f"trainer.max_steps={steps}", f"trainer.learning_rate={peak_lr}", "trainer.warmup_steps=0", f"max_seconds={budget:.1f}",
-                    f"trainer.save_steps={steps}", f"trainer.eval_steps={steps}", *extra["control"]])))  # fmt: skip
+                    f"trainer.save_steps={steps}", f"trainer.eval_steps={steps}", "overwrite=true",  # a new budget
+                    *extra["control"]])))  # fmt: skip
 
     # 6. held-out pass@1 of each model
     models = (
@@ -165,6 +181,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ))  # fmt: skip
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def check_stage_overrides(extra: dict[str, list[str]]) -> None:
+    """Refuse, before any stage runs, a `stages.<name>` override its recipe's config would refuse."""
+    for name, overrides in extra.items():
+        recipe = "sft" if name == "control" else name
+        message = misspelt_override(recipe, overrides, composer=stage_config)
+        if message:
+            raise ConfigError(f"stages.{name}: {message}")
+        try:
+            stage_config(recipe, overrides)
+        except Exception as e:  # Hydra's own refusal: a group option that does not exist, a bad value
+            raise ConfigError(f"stages.{name}: {e}") from None
 
 
 def check_rewards(cfg: DictConfig) -> None:

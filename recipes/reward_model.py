@@ -14,18 +14,33 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from grpo.models import resolve_model_path
-from recipes.config import recipe_main
+from recipes.common import check_model
+from recipes.config import ConfigError, recipe_main
 from recipes.rm_eval import evaluate
+from rewards.problems import ProblemFormatError
 from rewards.reward_model import LabelError, read_labels, train_reward_model
 from rewards.rm_eval import OneClassError
 
+RESULT_FILE = "reward_model_result.json"
+
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    rows = read_labels(cfg.labels)
+    out = Path(cfg.output_dir)
+    if not cfg.overwrite and ((out / "final").exists() or (out / RESULT_FILE).exists()):
+        raise ConfigError(
+            f"{out} already holds a reward model (final/); pass overwrite=true to replace it, or choose "
+            "another output_dir"
+        )
+    if cfg.eval_labels and not Path(cfg.eval_labels).is_file():
+        raise ConfigError(f"eval_labels={cfg.eval_labels}: no such labels file")
+    backbone = check_model(str(cfg.backbone), key="backbone")
+    try:
+        rows = read_labels(cfg.labels)
+    except (OSError, ProblemFormatError) as e:
+        raise ConfigError(f"labels={cfg.labels}: {e}") from None
     trainer_args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]
     result = train_reward_model(
-        resolve_model_path(str(cfg.backbone)), rows, cfg.output_dir, objective=cfg.objective,
+        backbone, rows, cfg.output_dir, objective=cfg.objective,
         max_length=cfg.max_length, max_pairs_per_problem=cfg.max_pairs_per_problem,
         margin_scale=cfg.margin_scale, trainer_args=trainer_args, seed=cfg.seed, head=cfg.head,
     )  # fmt: skip
@@ -35,7 +50,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.eval_labels:
         summary["report"] = evaluate(result.model_dir, cfg.eval_labels, Path(cfg.output_dir) / "report",
                                      max_length=cfg.max_length, ns=list(cfg.report.ns), bins=cfg.report.bins)  # fmt: skip
-    (Path(cfg.output_dir) / "reward_model_result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / RESULT_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -22,6 +22,7 @@ from grpo.fim import FimConfig
 from grpo.models import load_model
 from grpo.sft import RESULT_FILE, DataConfig, SFTResult, prepare_data, sft_config, train_sft
 from grpo.sft_data import SFTDataError, Source, read_rows
+from recipes.common import check_fresh_output
 from recipes.config import recipe_main
 
 SOURCE_KEYS = {f.name for f in fields(Source)} | {"path", "split"}
@@ -59,17 +60,9 @@ def data_config(cfg: DictConfig, seed: int) -> DataConfig:
     )
 
 
-def check_output_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
-    if (out / RESULT_FILE).exists() and not (resume or overwrite):
-        raise SystemExit(
-            f"error: {out} already holds a finished SFT run ({RESULT_FILE}); pass overwrite=true to replace "
-            "it, or choose another output_dir"
-        )
-
-
 def run(cfg: DictConfig) -> SFTResult:
     out = Path(cfg.output_dir)
-    check_output_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    check_fresh_output(out, RESULT_FILE, resume=cfg.resume, overwrite=cfg.overwrite, what="SFT")
     if not cfg.data.get("train"):
         raise SFTDataError("data.train is empty: this data option has no SFT rows (it is an evaluation set)")
     model, tokenizer = load_model(cfg.model.name)

@@ -136,9 +136,16 @@ def test_an_experiment_for_another_recipe_is_refused_with_the_command_that_runs_
         (["rewards=[execution,rmm]"], "rewards: unknown reward 'rmm'; choose from blend, execution, rm"),
         (["rewards=[]"], "rewards: empty; list at least one of blend, execution, rm"),
         (["rewards=[rm,execution,rm]"], "rewards: ['rm', 'execution', 'rm'] repeats a reward"),
+        (["stages.grpo=['stepz=3']"], "stages.grpo: unknown key stepz; did you mean steps?"),
+        (
+            ["stages.control=['trainer.max_stepz=3']"],
+            "stages.control: unknown key trainer.max_stepz; did you",
+        ),
+        (["stages.eval=['rollout=nope']"], "stages.eval: In 'eval': Could not find 'rollout/nope'"),
+        (["sft_examples=0"], "sft_examples=0: 1 or more, or null for the data config's number"),
     ],
 )
-def test_pipeline_refuses_a_reward_it_cannot_run_before_any_stage(overrides, message, tmp_path):
+def test_pipeline_refuses_what_a_stage_would_refuse_before_any_stage(overrides, message, tmp_path):
     from recipes.pipeline import run
 
     cfg = compose_cfg("pipeline", [f"output_dir={tmp_path / 'out'}", *overrides])
