@@ -106,6 +106,8 @@ def read_rows(path: str | Path, split: str = "train") -> list[dict[str, Any]]:
                     raise SFTDataError(f"{p}:{n} is a JSON {type(row).__name__}, not an object")
                 rows.append(row)
         return rows
+    if not p.exists() and (p.suffix in (".jsonl", ".json", ".gz") or str(path).startswith((".", "/", "~"))):
+        raise SFTDataError(f"{path}: no such file")  # a path, not a dataset name: do not ask the hub
     import datasets
 
     if p.is_dir():

@@ -41,7 +41,12 @@ def build_source(spec: DictConfig) -> Source:
         raise SFTDataError(f"data source {name!r} needs exactly one of `path` and `rows` (a _target_)")
     split = spec_dict.pop("split", "train")
     if "path" in spec_dict:
-        rows = read_rows(spec_dict.pop("path"), split)
+        path = spec_dict.pop("path")
+        if path in (None, "", "???"):
+            raise SFTDataError(
+                f"data source {name!r}: path is not set (a JSONL file, a saved dataset or a name)"
+            )
+        rows = read_rows(path, split)
     else:
         rows = instantiate(spec.rows)
         spec_dict.pop("rows")
@@ -65,9 +70,9 @@ def run(cfg: DictConfig) -> SFTResult:
     check_fresh_output(out, RESULT_FILE, resume=cfg.resume, overwrite=cfg.overwrite, what="SFT")
     if not cfg.data.get("train"):
         raise SFTDataError("data.train is empty: this data option has no SFT rows (it is an evaluation set)")
-    model, tokenizer = load_model(cfg.model.name)
-    train = [build_source(s) for s in cfg.data.train]
+    train = [build_source(s) for s in cfg.data.train]  # bad data fails before the model loads
     evals = [build_source(s) for s in cfg.data.get("eval") or []]
+    model, tokenizer = load_model(cfg.model.name)
     data = prepare_data(model, tokenizer, train, evals, data_config(cfg.data, cfg.trainer.get("seed", 0)))
     print(f"sft data: {data.stats.line()}", file=sys.stderr)
     trainer_args: dict[str, Any] = OmegaConf.to_container(cfg.trainer, resolve=True)  # type: ignore[assignment]

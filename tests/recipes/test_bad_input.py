@@ -140,3 +140,23 @@ def test_reward_model_keeps_a_trained_model_and_checks_its_inputs_first(tmp_path
         with pytest.raises(ConfigError, match=message):
             reward_model.run(compose_cfg("reward_model", [*base, "overwrite=true", *overrides]))
     assert (out / "final").is_dir() and not any((out / "final").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ([], r"data source 'instructions': path is not set"),
+        (["data.train.0.path=/no/such/rows.jsonl"], r"/no/such/rows.jsonl: no such file"),
+    ],
+)
+def test_sft_reads_its_data_before_it_loads_the_model(overrides, message, tmp_path, monkeypatch):
+    from grpo.sft_data import SFTDataError
+    from recipes import sft
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the data was read")
+
+    monkeypatch.setattr(sft, "load_model", no_model)
+    cfg = compose_cfg("sft", ["data=jsonl", f"output_dir={tmp_path / 'run'}", *overrides])
+    with pytest.raises(SFTDataError, match=message):
+        sft.run(cfg)
