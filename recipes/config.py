@@ -22,6 +22,13 @@ class ConfigError(SystemExit):
         super().__init__(f"error: {message}")
 
 
+def require_counts(cfg: DictConfig, *keys: str) -> None:
+    """Refuse any of `keys` that is not a whole number of at least 1 (steps, samples, batch sizes)."""
+    for key in keys:
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ConfigError(f"{key}={cfg[key]}: must be 1 or more")
+
+
 def unknown_key_message(key: str, valid: set[str], section: str) -> str:
     prefix = f"{section}." if section else ""
     close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)

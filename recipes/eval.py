@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from recipes.common import check_model, format_prompts, read_problems, sampling_config
-from recipes.config import ConfigError, recipe_main
+from recipes.config import ConfigError, recipe_main, require_counts
 from recipes.rollouts import build_rollout
 from rewards.grades import pass_at_k
 
@@ -36,9 +36,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "data.problems is not set: give a problems file, e.g. data.problems=my_problems.jsonl"
         )
-    for key in ("num_samples", "batch_prompts"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]}: must be 1 or more")
+    require_counts(cfg, "num_samples", "batch_prompts")
     if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 0):
         raise ConfigError(f"limit={cfg.limit}: the number of problems to evaluate, 0 or null for all of them")
     if any(not isinstance(k, int) or k < 1 for k in cfg.ks):

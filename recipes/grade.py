@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from recipes.config import ConfigError, recipe_main
-from rewards.grade import grade_file, read_completions, read_problems, summary, write_rows
+from rewards.grade import grade_file, is_new_file_path, read_completions, read_problems, summary, write_rows
 
 
 @recipe_main("grade")
 def main(cfg: DictConfig) -> None:
     if any(not isinstance(k, int) or k < 1 for k in cfg.k):
         raise ConfigError(f"k={list(cfg.k)}: every k of pass@k must be 1 or more")
-    if cfg.out and (Path(cfg.out).is_dir() or not Path(cfg.out).parent.is_dir()):
+    if cfg.out and not is_new_file_path(cfg.out):
         raise ConfigError(f"out={cfg.out}: not a file in an existing folder")
     problems, rejected = read_problems(cfg.problems)
     for task_id, reason in rejected.items():

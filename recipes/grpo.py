@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from grpo.learner import Learner, LearnerConfig, RolloutBatch
 from recipes.common import check_fresh_output, check_model, read_problems, sampling_config
-from recipes.config import ConfigError, checked_dataclass, recipe_main, refuse_contradictions
+from recipes.config import ConfigError, checked_dataclass, recipe_main, refuse_contradictions, require_counts
 from recipes.iterative import IterativeRewardModel
 from recipes.rollouts import build_rollout
 from recipes.tracking import METRICS_FILE, TRACKERS_FILE, RunLog, metrics_line, read_jsonl, require_loggers
@@ -65,9 +65,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             file=sys.stderr,
         )
         return dict(json.loads((out / RESULT_FILE).read_text()))
-    for key in ("steps", "prompts_per_step"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]}: must be 1 or more")
+    require_counts(cfg, "steps", "prompts_per_step")
     require_loggers(cfg.logger.loggers)  # a missing tracker package fails now, not after the set-up
     policy = check_model(str(cfg.policy))
     problems = read_problems(cfg.train_problems, key="train_problems")

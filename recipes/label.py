@@ -32,7 +32,7 @@ from recipes.common import (
     read_problems,
     sampling_config,
 )
-from recipes.config import ConfigError, recipe_main
+from recipes.config import ConfigError, recipe_main, require_counts
 from rewards import Problem
 
 
@@ -90,9 +90,7 @@ def label_rows(
 
 def run(cfg: DictConfig) -> Path:
     out = Path(cfg.out)
-    for key in ("group_size", "prompts_per_round"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]}: must be 1 or more")
+    require_counts(cfg, "group_size", "prompts_per_round")
     check_model(str(cfg.policy))  # before `out` is touched
     if cfg.overwrite and out.exists():
         out.unlink()

@@ -115,20 +115,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     def train_rm() -> None:
         needs_rm = [r for r in cfg.rewards if r != "execution"]
         try:
-            reward_model.run(
-                stage_config(
-                    "reward_model",
-                    [
-                        f"backbone={policy}",
-                        f"labels={labels}",
-                        f"eval_labels={heldout_labels}",
-                        f"output_dir={rm_dir}",
-                        f"seed={seed}",
-                        "overwrite=true",
-                        *extra["reward_model"],
-                    ],
-                )
-            )  # fmt: skip  (a killed stage restarts)
+            # overwrite=true: a stage killed mid-training starts again
+            reward_model.run(stage_config("reward_model", [
+                f"backbone={policy}", f"labels={labels}", f"eval_labels={heldout_labels}", f"output_dir={rm_dir}",
+                f"seed={seed}", "overwrite=true", *extra["reward_model"]]))  # fmt: skip
         except (LabelError, OneClassError) as e:
             if needs_rm:
                 raise SystemExit(

@@ -77,6 +77,11 @@ def read_problems(source: str) -> tuple[dict[str, Problem], dict[str, str]]:
     return problems, rejected
 
 
+def is_new_file_path(out: str) -> bool:
+    """Whether `out` can be written as a file: not a folder, and in a folder that exists."""
+    return not Path(out).is_dir() and Path(out).parent.is_dir()
+
+
 def grade_file(
     grader: Grader,
     problems: dict[str, Problem],
@@ -177,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--k {args.k!r}: every k of pass@k must be 1 or more")
     if args.workers is not None and args.workers < 1:
         ap.error(f"--workers {args.workers}: must be 1 or more")
-    if args.out and (Path(args.out).is_dir() or not Path(args.out).parent.is_dir()):
+    if args.out and not is_new_file_path(args.out):
         ap.error(f"--out {args.out}: not a file in an existing folder (checked before grading)")
     try:
         problems, rejected = read_problems(args.problems)
