@@ -121,14 +121,18 @@ def prompt(chain: tuple[Step, ...], example: int) -> str:
     )
 
 
-def _random_chain(rng: random.Random, length_weights: Sequence[float] = LENGTH_WEIGHTS) -> tuple[Step, ...]:
+def _random_chain(
+    rng: random.Random,
+    length_weights: Sequence[float] = LENGTH_WEIGHTS,
+    constants: Sequence[int] = CONSTANTS,
+) -> tuple[Step, ...]:
     length = rng.choices((1, 2, 3), weights=length_weights)[0]
     chain: list[Step] = []
     while len(chain) < length:
         kind = rng.choice(KINDS)
         if chain and chain[-1][0] == kind:
             continue
-        chain.append((kind, rng.choice(CONSTANTS) if PRIMITIVES[kind].takes_k else 0))
+        chain.append((kind, rng.choice(constants) if PRIMITIVES[kind].takes_k else 0))
     return tuple(chain)
 
 
@@ -169,10 +173,12 @@ def generate(
     public: int = 3,
     hidden: int = 10,
     length_weights: Sequence[float] = LENGTH_WEIGHTS,
+    constants: Sequence[int] = CONSTANTS,
 ) -> list[dict[str, Any]]:
     """`n` distinct problems of `split`, the same for the same arguments.
 
-    `length_weights` are the relative odds of drawing a chain of 1, 2 and 3 steps.
+    `length_weights` are the relative odds of drawing a chain of 1, 2 and 3 steps; `constants` are the
+    values a step's constant is drawn from (the default 2-9).
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
@@ -188,13 +194,16 @@ def generate(
             "length_weights must be 3 odds, for chains of 1, 2 and 3 steps, none negative and not all 0 "
             f"(got {weights})"
         )
+    ks = list(constants)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in ks):
+        raise ValueError(f"constants must be a non-empty list of integers >= 2 (got {ks})")
     rng = random.Random(f"chains:{split}:{seed}")
     seen: set[tuple[Step, ...]] = set()
     rows: list[dict[str, Any]] = []
     for _ in range(200 * n + 1000):
         if len(rows) == n:
             break
-        chain = _random_chain(rng, weights)
+        chain = _random_chain(rng, weights, ks)
         if chain in seen or split_of(chain) != split:
             continue
         seen.add(chain)
@@ -209,10 +218,14 @@ def generate(
 
 
 def sft_rows(
-    split: str = "train", n: int = 500, seed: int = 0, length_weights: Sequence[float] = LENGTH_WEIGHTS
+    split: str = "train",
+    n: int = 500,
+    seed: int = 0,
+    length_weights: Sequence[float] = LENGTH_WEIGHTS,
+    constants: Sequence[int] = CONSTANTS,
 ) -> list[dict[str, str]]:
     """Labelled examples for SFT: the problem's prompt and its reference solution."""
-    rows = generate(split, n, seed, length_weights=length_weights)
+    rows = generate(split, n, seed, length_weights=length_weights, constants=constants)
     return [{"prompt": r["prompt"], "response": r["canonical_solution"]} for r in rows]
 
 

@@ -3,6 +3,7 @@ ones fail, and the splits keep the held-out compositions out of training."""
 
 import json
 import random
+import re
 from collections import Counter
 
 import pytest
@@ -81,6 +82,17 @@ def test_length_weights_set_the_odds_of_each_chain_length():
     assert {r["response"].count("\n") - 1 for r in rows} == {3}
 
 
+def test_constants_set_the_values_steps_draw_from():
+    def used(rows, key):
+        return {int(k) for r in rows for k in re.findall(r"[-+*%/,] (\d+)", r[key])}
+
+    assert chains.generate("train", 50, seed=0) == chains.generate(
+        "train", 50, seed=0, constants=range(2, 10)
+    )
+    assert used(chains.generate("train", 300, seed=0), "canonical_solution") == set(range(2, 10))
+    assert used(chains.sft_rows("train", 300, seed=0, constants=[2, 3, 4, 5]), "response") == {2, 3, 4, 5}
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="split 'test' is not one of train, validation, heldout"):
         chains.generate("test", 3)
@@ -89,6 +101,9 @@ def test_bad_arguments_are_refused():
     for weights in ([1, 2], [1, -1, 2], [0, 0, 0]):
         with pytest.raises(ValueError, match=r"length_weights must be 3 odds.*got \["):
             chains.generate("train", 3, length_weights=weights)
+    for ks in ([], [1, 5], [2, 2.5], ["3"]):
+        with pytest.raises(ValueError, match=r"constants must be a non-empty list of integers >= 2 \(got \["):
+            chains.generate("train", 3, constants=ks)
 
 
 def test_failures_are_diagnosed_line_by_line_and_counted_by_held_out_pair(tmp_path, capsys):
