@@ -82,6 +82,12 @@ HELDOUT_PAIRS = frozenset(
 Step = tuple[str, int]  # (kind, constant; 0 for kinds without one)
 
 
+def pair_in_share(pair: tuple[str, str], share: float) -> bool:
+    """Whether an ordered pair of kinds is in the first `share` of all pairs, in a fixed hashed order (the
+    pairs in a share of 0.3 are also in every larger share)."""
+    return _stable_bucket(f"share:{pair[0]}>{pair[1]}", 10_000) < share * 10_000
+
+
 def split_of(chain: tuple[Step, ...]) -> str:
     """Which split a chain belongs to; a pure function of the chain."""
     kinds = [kind for kind, _ in chain]
@@ -174,11 +180,14 @@ def generate(
     hidden: int = 10,
     length_weights: Sequence[float] = LENGTH_WEIGHTS,
     constants: Sequence[int] = CONSTANTS,
+    pair_share: float = 1.0,
 ) -> list[dict[str, Any]]:
     """`n` distinct problems of `split`, the same for the same arguments.
 
     `length_weights` are the relative odds of drawing a chain of 1, 2 and 3 steps; `constants` are the
-    values a step's constant is drawn from (the default 2-9).
+    values a step's constant is drawn from (the default 2-9). With `pair_share` < 1, only chains whose
+    adjacent pairs of kinds are all in that share of the pairs (`pair_in_share`) are drawn: labelled data
+    that shows fewer compositions than the unlabelled prompts do.
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is not one of {', '.join(SPLITS)}")
@@ -197,6 +206,8 @@ def generate(
     ks = list(constants)
     if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in ks):
         raise ValueError(f"constants must be a non-empty list of integers >= 2 (got {ks})")
+    if not 0 < pair_share <= 1:
+        raise ValueError(f"pair_share must be in (0, 1] (got {pair_share})")
     rng = random.Random(f"chains:{split}:{seed}")
     seen: set[tuple[Step, ...]] = set()
     rows: list[dict[str, Any]] = []
@@ -205,6 +216,10 @@ def generate(
             break
         chain = _random_chain(rng, weights, ks)
         if chain in seen or split_of(chain) != split:
+            continue
+        if pair_share < 1 and not all(
+            pair_in_share(pair, pair_share) for pair in itertools.pairwise(k for k, _ in chain)
+        ):
             continue
         seen.add(chain)
         rows.append(
@@ -223,9 +238,10 @@ def sft_rows(
     seed: int = 0,
     length_weights: Sequence[float] = LENGTH_WEIGHTS,
     constants: Sequence[int] = CONSTANTS,
+    pair_share: float = 1.0,
 ) -> list[dict[str, str]]:
     """Labelled examples for SFT: the problem's prompt and its reference solution."""
-    rows = generate(split, n, seed, length_weights=length_weights, constants=constants)
+    rows = generate(split, n, seed, length_weights=length_weights, constants=constants, pair_share=pair_share)
     return [{"prompt": r["prompt"], "response": r["canonical_solution"]} for r in rows]
 
 

@@ -1,6 +1,7 @@
 """The generated chain problems: reference solutions pass their hidden tests in the real sandbox, wrong
 ones fail, and the splits keep the held-out compositions out of training."""
 
+import itertools
 import json
 import random
 import re
@@ -93,6 +94,25 @@ def test_constants_set_the_values_steps_draw_from():
     assert used(chains.sft_rows("train", 300, seed=0, constants=[2, 3, 4, 5]), "response") == {2, 3, 4, 5}
 
 
+def test_pair_share_keeps_labelled_rows_to_a_nested_share_of_the_pairs():
+    def pairs(rows):
+        return {
+            pair
+            for r in rows
+            for pair in itertools.pairwise(
+                chains._kind(line) for line in chains._steps(r["canonical_solution"])
+            )
+        }
+
+    training_pairs = pairs(chains.generate("train", 2000, seed=0))
+    assert len(training_pairs) == 81  # the 90 ordered pairs of distinct kinds less the 9 held out
+    half = pairs(chains.generate("train", 500, seed=0, pair_share=0.5))
+    assert half <= {p for p in training_pairs if chains.pair_in_share(p, 0.5)}
+    assert 30 < len(half) < 50
+    assert {p for p in training_pairs if chains.pair_in_share(p, 0.3)} < half  # shares are nested
+    assert len(chains.sft_rows("train", 100, seed=0, pair_share=0.5)) == 100
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="split 'test' is not one of train, validation, heldout"):
         chains.generate("test", 3)
@@ -104,6 +124,9 @@ def test_bad_arguments_are_refused():
     for ks in ([], [1, 5], [2, 2.5], ["3"]):
         with pytest.raises(ValueError, match=r"constants must be a non-empty list of integers >= 2 \(got \["):
             chains.generate("train", 3, constants=ks)
+    for share in (0, -0.5, 1.5):
+        with pytest.raises(ValueError, match=r"pair_share must be in \(0, 1\]"):
+            chains.generate("train", 3, pair_share=share)
 
 
 def test_failures_are_diagnosed_line_by_line_and_counted_by_held_out_pair(tmp_path, capsys):
