@@ -5,13 +5,17 @@ Inside `step(batch)`:
 1. advantages per group (`grpo.advantages`); with `dynamic_sampling`, groups whose rewards are all
    equal (no signal) are dropped first and the fraction is reported (refilling the batch from more
    prompts is the caller's: it samples, the learner cannot);
-2. samples are sorted by prompt length, prompt and completion length, and cut into micro-batches of
+2. completions whose advantage is 0 are left out of the passes when that is exact (no KL term, every
+   token trained): they add nothing to the loss or its gradient, and the loss keeps the whole batch's
+   normalisers (`skip_zero_advantage`; in a batch where most groups have all-equal rewards, most of
+   the learner's time);
+3. samples are sorted by prompt length, prompt and completion length, and cut into micro-batches of
    `micro_batch_size`, each padded only to its own longest prompt and completion; with `share_prompts`
    a micro-batch runs each distinct prompt once, its keys and values shared by that prompt's
    completions (`grpo.logprobs.shared_prompt_logprobs`);
-3. old log-probabilities are computed once, before the first update, when `num_iterations > 1` or
+4. old log-probabilities are computed once, before the first update, when `num_iterations > 1` or
    the importance correction needs them; otherwise the ratio is exactly 1 (TRL does the same);
-4. `num_iterations` optimizer updates, each accumulating the micro-batches' gradients, scaled so that
+5. `num_iterations` optimizer updates, each accumulating the micro-batches' gradients, scaled so that
    the sum is the whole batch's loss for every `loss_type` (see `micro_batch_weight`).
 
 Options: masking truncated completions; training only the top-entropy quantile of tokens; a truncated
@@ -67,6 +71,7 @@ class LearnerConfig:
     importance_cap: float | None = None  # e.g. 2.0: correct for a different sampling engine
     logprob_chunk: int = 1024
     share_prompts: bool = True  # False: one forward pass per prompt + completion (as TRL does)
+    skip_zero_advantage: bool = True  # leave advantage-0 completions out where exact (kl_coef 0, all tokens)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -115,12 +120,22 @@ class RolloutBatch:
                 if len(c) != len(lp):
                     raise ValueError(f"completion {i}: {len(c)} tokens but {len(lp)} sampling logprobs")
 
-    def select(self, keep: list[int]) -> RolloutBatch:
+    def select(self, keep: list[int], group_size: int | None = None) -> RolloutBatch:
+        """The samples `keep`; `group_size=1` where `keep` need not hold whole groups."""
         pick = lambda xs: None if xs is None else [xs[i] for i in keep]  # noqa: E731
         return RolloutBatch(
-            [self.prompt_ids[i] for i in keep], [self.completion_ids[i] for i in keep],
-            [self.rewards[i] for i in keep], self.group_size, pick(self.sampling_logprobs), pick(self.truncated),
+            [self.prompt_ids[i] for i in keep], [self.completion_ids[i] for i in keep], [self.rewards[i] for i in keep],
+            group_size or self.group_size, pick(self.sampling_logprobs), pick(self.truncated),
         )  # fmt: skip
+
+
+def trained_tokens(batch: RolloutBatch, mask_truncated: bool) -> list[int]:
+    """`[N]` the tokens of each completion that the loss trains (none of a truncated one when masked)."""
+    truncated = batch.truncated or [False] * len(batch.completion_ids)
+    return [
+        0 if mask_truncated and t else len(ids)
+        for ids, t in zip(batch.completion_ids, truncated, strict=True)
+    ]
 
 
 def informative_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
@@ -197,9 +212,11 @@ class Prepared:
 
     batch: RolloutBatch
     micros: list[_Micro]
-    total_tokens: float
-    metrics: dict[str, float]
+    total_tokens: float  # the loss's normalisers: trained tokens, sequences and the longest completion
+    metrics: dict[str, float]  # of the whole batch, also when some completions are left out of `micros`
     skipped: bool = False
+    total_seqs: int = 0
+    longest: int = 0
 
 
 class Learner:
@@ -263,6 +280,9 @@ class Learner:
             self.optimizer.zero_grad(set_to_none=True)
             for k, v in self.accumulate(prepared).items():
                 sums[k] = sums.get(k, 0.0) + v / c.num_iterations
+            for p in self.policy.parameters():  # a zero gradient, as a batch of all-0 advantages gives
+                if p.grad is None and p.requires_grad:
+                    p.grad = torch.zeros_like(p)
             if c.max_grad_norm is not None:
                 norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm) / c.num_iterations
@@ -295,8 +315,18 @@ class Learner:
             batch = batch.select(keep)
             rewards = torch.tensor(batch.rewards, dtype=torch.float32)
         advantages = group_advantages(rewards, batch.group_size, scale=c.scale, baseline=c.baseline)
-        micros = self._micro_batches(batch, advantages)
-        total_tokens = float(sum(float(m.mask.sum()) for m in micros))
+        total_tokens = float(sum(trained_tokens(batch, c.mask_truncated_completions)))
+        total_seqs, longest = len(batch.completion_ids), max(len(x) for x in batch.completion_ids)
+        metrics |= {
+            "batch/completions": float(total_seqs),
+            "batch/trained_tokens": total_tokens,
+            "batch/truncated_frac": float(np.mean(batch.truncated)) if batch.truncated else 0.0,
+        }
+        if c.skip_zero_advantage and c.kl_coef == 0 and c.top_entropy_quantile == 1.0:
+            keep = [i for i in range(total_seqs) if advantages[i] != 0]
+            metrics["batch/zero_advantage_frac"] = 1 - len(keep) / total_seqs
+            batch, advantages = batch.select(keep, group_size=1), advantages[keep]
+        micros = self._micro_batches(batch, advantages) if batch.completion_ids else []
         need_old = c.num_iterations > 1 or (
             c.importance_cap is not None and batch.sampling_logprobs is not None
         )
@@ -312,22 +342,16 @@ class Learner:
                     gap += float(((m.old - m.sampling).abs() * m.mask).sum())
         if c.importance_cap is not None and batch.sampling_logprobs is not None:
             metrics["sampler/logprob_gap"] = gap / max(total_tokens, 1.0)
-        metrics |= {
-            "batch/completions": float(len(batch.completion_ids)),
-            "batch/trained_tokens": total_tokens,
-            "batch/padded_tokens": float(
-                sum(m.prompt_ids.numel() + m.completion_ids.numel() for m in micros)
-            ),
-            "batch/truncated_frac": float(np.mean(batch.truncated)) if batch.truncated else 0.0,
-        }
-        return Prepared(batch, micros, total_tokens, metrics)
+        metrics["batch/padded_tokens"] = float(
+            sum(m.prompt_ids.numel() + m.completion_ids.numel() for m in micros)
+        )
+        return Prepared(batch, micros, total_tokens, metrics, total_seqs=total_seqs, longest=longest)
 
     def accumulate(self, prepared: Prepared) -> dict[str, float]:
         """Backward of the whole batch's loss, one micro-batch at a time (gradients add up in `.grad`)."""
         c = self.config
-        total_seqs = len(prepared.batch.completion_ids)
-        longest = max(len(x) for x in prepared.batch.completion_ids)
-        sums: dict[str, float] = {}
+        total_seqs, longest = prepared.total_seqs, prepared.longest
+        sums: dict[str, float] = {"loss": 0.0}
         for m in prepared.micros:
             loss, mm = self._micro_loss(m, prepared.total_tokens, longest)
             w = micro_batch_weight(

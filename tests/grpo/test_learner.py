@@ -196,6 +196,55 @@ def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path):
         torch.testing.assert_close(q, p, atol=1e-6, rtol=0, msg=k)
 
 
+# -- completions with advantage 0 ------------------------------------------------------------------------
+@pytest.mark.parametrize("loss_type", ["grpo", "bnpo", "dr_grpo", "dapo"])
+def test_leaving_out_zero_advantage_completions_changes_no_update(loss_type):
+    batch = make_batch(seed=8, groups=3, group_size=4)
+    batch.rewards[:4] = [1.0] * 4  # group 0: all equal, advantage 0
+    batch.rewards[8:12] = [0.0, 0.5, 1.0, 0.5]  # two completions at the group mean: advantage 0 too
+    batch.truncated = [i % 5 == 0 for i in range(12)]  # masked: the normalisers must stay the batch's
+    batch.completion_ids[0] = batch.completion_ids[0] * 3  # the longest completion has advantage 0
+    batch.completion_ids[0] = batch.completion_ids[0][:60]
+    runs = {}
+    for skip in (True, False):
+        config = LearnerConfig(loss_type=loss_type, lr=1e-3, adam_eps=1.0, micro_batch_size=3,
+                               mask_truncated_completions=True, skip_zero_advantage=skip, num_iterations=2)  # fmt: skip
+        learner = fresh(config)
+        metrics = [learner.step(batch), learner.step(make_batch(seed=9))]
+        runs[skip] = metrics, dict(learner.policy.named_parameters())
+    (skipped, params), (full, full_params) = runs[True], runs[False]
+    assert skipped[0]["batch/zero_advantage_frac"] == pytest.approx(6 / 12)
+    assert skipped[0]["batch/padded_tokens"] < full[0]["batch/padded_tokens"]
+    for k in ("loss", "batch/trained_tokens", "batch/completions", "batch/truncated_frac", "grad_norm"):
+        assert skipped[0][k] == pytest.approx(full[0][k], abs=1e-6), k
+    for k, p in full_params.items():
+        torch.testing.assert_close(params[k], p, atol=1e-6, rtol=0, msg=k)
+
+
+def test_a_batch_without_signal_still_steps_the_optimizer_as_with_zero_gradients():
+    batch = make_batch(seed=8)
+    batch.rewards = [1.0] * 12
+    runs = []
+    for skip in (True, False):
+        learner = fresh(LearnerConfig(lr=1e-3, skip_zero_advantage=skip))
+        learner.step(make_batch(seed=9))  # Adam has momentum, so a zero gradient still moves the weights
+        m = learner.step(batch)
+        runs.append((m, {k: p.detach().clone() for k, p in learner.policy.named_parameters()}))
+    (m_skip, p_skip), (m_full, p_full) = runs
+    assert m_skip["batch/zero_advantage_frac"] == 1.0 and m_skip["batch/padded_tokens"] == 0
+    assert m_skip["loss"] == m_full["loss"] == 0
+    for k in p_full:
+        torch.testing.assert_close(p_skip[k], p_full[k], atol=1e-7, rtol=0, msg=k)
+
+
+def test_zero_advantage_completions_stay_in_when_a_kl_term_needs_them():
+    batch = make_batch(seed=8)
+    batch.rewards[:4] = [1.0] * 4
+    learner = fresh(LearnerConfig(lr=1e-3, kl_coef=0.02))
+    assert "batch/zero_advantage_frac" not in learner.step(batch)
+    assert sum(len(m.idx) for m in learner.prepare(batch).micros) == 12
+
+
 # -- options and bad configuration ---------------------------------------------------------------------
 def test_dynamic_sampling_drops_groups_without_signal_and_reports_it():
     batch = make_batch(seed=4)
