@@ -280,9 +280,10 @@ class Learner:
             self.optimizer.zero_grad(set_to_none=True)
             for k, v in self.accumulate(prepared).items():
                 sums[k] = sums.get(k, 0.0) + v / c.num_iterations
-            for p in self.policy.parameters():  # a zero gradient, as a batch of all-0 advantages gives
-                if p.grad is None and p.requires_grad:
-                    p.grad = torch.zeros_like(p)
+            if not prepared.micros:  # every advantage was 0: a zero gradient, as the full passes give
+                for p in self.policy.parameters():
+                    if p.requires_grad:
+                        p.grad = torch.zeros_like(p)
             if c.max_grad_norm is not None:
                 norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
                 sums["grad_norm"] = sums.get("grad_norm", 0.0) + float(norm) / c.num_iterations
@@ -341,7 +342,7 @@ class Learner:
                     m.weights = torch.clamp(torch.exp(m.old - m.sampling), max=c.importance_cap)
                     gap += float(((m.old - m.sampling).abs() * m.mask).sum())
         if c.importance_cap is not None and batch.sampling_logprobs is not None:
-            metrics["sampler/logprob_gap"] = gap / max(total_tokens, 1.0)
+            metrics["sampler/logprob_gap"] = gap / max(sum(float(m.mask.sum()) for m in micros), 1.0)
         metrics["batch/padded_tokens"] = float(
             sum(m.prompt_ids.numel() + m.completion_ids.numel() for m in micros)
         )
