@@ -232,16 +232,10 @@ def generate(
     return rows
 
 
-def sft_rows(
-    split: str = "train",
-    n: int = 500,
-    seed: int = 0,
-    length_weights: Sequence[float] = LENGTH_WEIGHTS,
-    constants: Sequence[int] = CONSTANTS,
-    pair_share: float = 1.0,
-) -> list[dict[str, str]]:
-    """Labelled examples for SFT: the problem's prompt and its reference solution."""
-    rows = generate(split, n, seed, length_weights=length_weights, constants=constants, pair_share=pair_share)
+def sft_rows(split: str = "train", n: int = 500, seed: int = 0, **options: Any) -> list[dict[str, str]]:
+    """Labelled examples for SFT: the problem's prompt and its reference solution. `options` go to
+    `generate` (`length_weights`, `constants`, `pair_share`)."""
+    rows = generate(split, n, seed, **options)
     return [{"prompt": r["prompt"], "response": r["canonical_solution"]} for r in rows]
 
 
