@@ -92,7 +92,9 @@ def load_tokenizer(name: str) -> Any:
 
 
 def load_model(name: str, *, dtype: Any = None, device: str | None = None) -> tuple[Any, Any]:
-    """Load `(model, tokenizer)` for a model name; float32 on the CPU unless `dtype` says otherwise."""
+    """Load `(model, tokenizer)` for a model name; float32 on the CPU unless `dtype` says otherwise.
+
+    On the CPU a grouped-query model attends with `CPU_GQA_ATTENTION` instead of transformers' SDPA."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -100,10 +102,67 @@ def load_model(name: str, *, dtype: Any = None, device: str | None = None) -> tu
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     if device is not None:
         model = model.to(device)
+    if model.device.type == "cpu" and _uses_gqa_sdpa(model.config):
+        model.set_attn_implementation(register_cpu_gqa_attention())
     tokenizer = load_tokenizer(str(path))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+# -- grouped-query attention on the CPU -------------------------------------------------------------------
+CPU_GQA_ATTENTION = "sdpa_gqa"
+
+
+def _uses_gqa_sdpa(config: Any) -> bool:
+    heads = getattr(config, "num_attention_heads", None)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return config._attn_implementation == "sdpa" and heads is not None and kv_heads < heads
+
+
+def _sdpa_gqa_attention(
+    module: Any,
+    query: Any,
+    key: Any,
+    value: Any,
+    attention_mask: Any,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs: Any,
+) -> tuple[Any, None]:
+    """transformers' SDPA attention, with the key and value heads handed to the kernel ungrouped
+    (`enable_gqa`) even under a padding mask.
+
+    transformers repeats them to one per query head whenever there is a mask, since CUDA's fast kernels
+    take no mask with grouped heads. On the CPU that copy of the whole cache, at every layer of every
+    decoding step, cost more than the attention: with the tiny model (4 heads over 2) it was 0.36 s of
+    1.6 s to sample 16 prompts x 8, and a decoding step's attention took 7.0 ms with it, 0.6 ms without.
+    The outputs are the same."""
+    import torch
+
+    causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query,
+        key,
+        value,
+        attn_mask=attention_mask,
+        dropout_p=dropout,
+        scale=scaling,
+        is_causal=query.shape[2] > 1 and attention_mask is None and causal,
+        enable_gqa=key.shape[1] != query.shape[1],
+    )
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_cpu_gqa_attention() -> str:
+    """Register `_sdpa_gqa_attention` with transformers (idempotent); returns its name."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(CPU_GQA_ATTENTION, _sdpa_gqa_attention)
+    AttentionMaskInterface.register(CPU_GQA_ATTENTION, sdpa_mask)
+    return CPU_GQA_ATTENTION
 
 
 def tiny_config(vocab_size: int, eos_token_id: int) -> Any:

@@ -51,6 +51,35 @@ def test_tiny_generates(fresh_cache):
     assert out.shape[1] == ids["input_ids"].shape[1] + 5
 
 
+def test_cpu_gqa_attention_matches_transformers_sdpa_under_left_padding(fresh_cache):
+    # tiny has 4 query heads over 2 key/value heads: on the CPU it attends with CPU_GQA_ATTENTION.
+    model, tokenizer = load_model("tiny")
+    assert model.config._attn_implementation == models.CPU_GQA_ATTENTION
+    reference, _ = load_model("tiny")
+    reference.set_attn_implementation("sdpa")
+    tokenizer.padding_side = "left"
+    batch = tokenizer(["def f(x):\n    return x", "x = 1"], return_tensors="pt", padding=True)
+    assert not batch["attention_mask"].all()  # the second row is padded
+    real = batch["attention_mask"].bool()
+    ours, theirs = model(**batch).logits, reference(**batch).logits
+    torch.testing.assert_close(ours[real], theirs[real], rtol=0, atol=1e-5)
+    ours[real].square().mean().backward()
+    theirs[real].square().mean().backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    # Decoding with a cache: greedy tokens are the same.
+    kwargs = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
+    assert torch.equal(model.generate(**batch, **kwargs), reference.generate(**batch, **kwargs))
+
+
+def test_saved_models_do_not_name_the_cpu_attention(fresh_cache, tmp_path):
+    # A checkpoint must load where the attention function is not registered (vLLM, plain transformers).
+    model, _ = load_model("tiny")
+    model.save_pretrained(tmp_path / "out")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert models.CPU_GQA_ATTENTION not in json.dumps(config)
+
+
 def test_local_folder_is_used_as_is(fresh_cache):
     path = resolve_model_path("tiny")
     assert resolve_model_path(str(path)) == path
