@@ -94,7 +94,8 @@ def load_tokenizer(name: str) -> Any:
 def load_model(name: str, *, dtype: Any = None, device: str | None = None) -> tuple[Any, Any]:
     """Load `(model, tokenizer)` for a model name; float32 on the CPU unless `dtype` says otherwise.
 
-    On the CPU a grouped-query model attends with `CPU_GQA_ATTENTION` instead of transformers' SDPA."""
+    A grouped-query model that stays on the CPU attends with `CPU_GQA_ATTENTION` instead of transformers'
+    SDPA, whose fast kernels on an accelerator it would lose."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -102,7 +103,10 @@ def load_model(name: str, *, dtype: Any = None, device: str | None = None) -> tu
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32)
     if device is not None:
         model = model.to(device)
-    if model.device.type == "cpu" and _uses_gqa_sdpa(model.config):
+    # With no device given, a trainer may still move the model to an accelerator, where transformers' own
+    # SDPA keeps its fast kernels: only a model that stays on the CPU switches.
+    stays_on_cpu = device is not None or torch.accelerator.current_accelerator() is None
+    if model.device.type == "cpu" and stays_on_cpu and _uses_gqa_sdpa(model.config):
         model.set_attn_implementation(register_cpu_gqa_attention())
     tokenizer = load_tokenizer(str(path))
     if tokenizer.pad_token is None:
