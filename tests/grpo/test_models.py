@@ -72,6 +72,15 @@ def test_cpu_gqa_attention_matches_transformers_sdpa_under_left_padding(fresh_ca
     assert torch.equal(model.generate(**batch, **kwargs), reference.generate(**batch, **kwargs))
 
 
+def test_a_model_that_may_go_to_an_accelerator_keeps_transformers_sdpa(fresh_cache, monkeypatch):
+    # SFT loads with no device and its trainer moves the model to the accelerator when there is one.
+    monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda *a, **k: torch.device("cuda"))
+    model, _ = load_model("tiny")
+    assert model.config._attn_implementation == "sdpa"
+    pinned, _ = load_model("tiny", device="cpu")
+    assert pinned.config._attn_implementation == models.CPU_GQA_ATTENTION
+
+
 def test_saved_models_do_not_name_the_cpu_attention(fresh_cache, tmp_path):
     # A checkpoint must load where the attention function is not registered (vLLM, plain transformers).
     model, _ = load_model("tiny")
